@@ -1,0 +1,1 @@
+"""Subcommands of the `u2net` command line, one module each."""

@@ -1,0 +1,160 @@
+"""The paper's Table 1 as data.
+
+Both published configurations share one U-structure: six encoder stages and
+five decoder stages. Each stage is an RSU block described by its height, its
+channel widths and whether it is the dilated ("F") kind. A configuration is
+just that table plus the pre-processing its weights expect, so a custom
+configuration is a different table, never a different class.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Mapping, Sequence
+
+#: The order of the stages in every table; the names are the state-dict prefixes.
+ENCODER_STAGES = ("stage1", "stage2", "stage3", "stage4", "stage5", "stage6")
+DECODER_STAGES = ("stage5d", "stage4d", "stage3d", "stage2d", "stage1d")
+STAGE_NAMES = ENCODER_STAGES + DECODER_STAGES
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """One row of Table 1: RSU-`height` (or RSU-`height`F when `dilated`)."""
+
+    height: int
+    in_channels: int
+    mid_channels: int
+    out_channels: int
+    dilated: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """What the weights expect at test time (the original `u2net_test.py`)."""
+
+    input_size: int = 320
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    #: The original divides each image by its own maximum, not by 255.
+    divide_by_max: bool = True
+
+
+def _table(rows: Sequence[tuple[int, int, int, int, bool]]) -> dict[str, StageSpec]:
+    return {name: StageSpec(*row) for name, row in zip(STAGE_NAMES, rows, strict=True)}
+
+
+#        height  in   mid  out  dilated
+VARIANTS: dict[str, dict[str, StageSpec]] = {
+    "full": _table([
+        (7,    3,   32,   64, False),  # stage1
+        (6,   64,   32,  128, False),  # stage2
+        (5,  128,   64,  256, False),  # stage3
+        (4,  256,  128,  512, False),  # stage4
+        (4,  512,  256,  512, True),   # stage5
+        (4,  512,  256,  512, True),   # stage6
+        (4, 1024,  256,  512, True),   # stage5d
+        (4, 1024,  128,  256, False),  # stage4d
+        (5,  512,   64,  128, False),  # stage3d
+        (6,  256,   32,   64, False),  # stage2d
+        (7,  128,   16,   64, False),  # stage1d
+    ]),
+    "tiny": _table([
+        (7,    3,   16,   64, False),
+        (6,   64,   16,   64, False),
+        (5,   64,   16,   64, False),
+        (4,   64,   16,   64, False),
+        (4,   64,   16,   64, True),
+        (4,   64,   16,   64, True),
+        (4,  128,   16,   64, True),
+        (4,  128,   16,   64, False),
+        (5,  128,   16,   64, False),
+        (6,  128,   16,   64, False),
+        (7,  128,   16,   64, False),
+    ]),
+}
+
+#: Names the original repository and rembg use for the same weights.
+VARIANT_ALIASES = {"u2net": "full", "u2netp": "tiny", "full": "full", "tiny": "tiny"}
+
+#: Parameter counts of the released checkpoints, for checks and model cards.
+PARAMETER_COUNTS = {"full": 44_009_869, "tiny": 1_131_181}
+
+
+class ConfigError(ValueError):
+    """A configuration (or config.json) that cannot describe a U²-Net."""
+
+
+def resolve_stages(
+    variant: str | None, stages: Mapping[str, Any] | None, in_channels: int = 3
+) -> dict[str, StageSpec]:
+    """Expand a variant name or parse a custom stage table, and check it is wired consistently."""
+    if stages is None:
+        if variant is None:
+            raise ConfigError("give either a variant ('full' or 'tiny') or a stage table")
+        key = VARIANT_ALIASES.get(str(variant).lower())
+        if key is None:
+            raise ConfigError(
+                f"unknown variant {variant!r}; expected one of {sorted(VARIANTS)} "
+                "(or a custom 'stages' table)"
+            )
+        table = dict(VARIANTS[key])
+    else:
+        if not isinstance(stages, Mapping):
+            raise ConfigError(f"'stages' must be a mapping of stage name to spec, got {type(stages).__name__}")
+        missing = [n for n in STAGE_NAMES if n not in stages]
+        extra = [n for n in stages if n not in STAGE_NAMES]
+        if missing or extra:
+            raise ConfigError(f"stage table must name exactly {list(STAGE_NAMES)}; missing {missing}, unexpected {extra}")
+        table = {}
+        for name in STAGE_NAMES:
+            spec = stages[name]
+            if isinstance(spec, StageSpec):
+                table[name] = spec
+                continue
+            try:
+                table[name] = StageSpec(**dict(spec))
+            except TypeError as error:
+                raise ConfigError(f"stage {name!r}: {error}; expected keys {list(StageSpec.__dataclass_fields__)}") from None
+    _check_wiring(table, in_channels)
+    return table
+
+
+def _check_wiring(table: Mapping[str, StageSpec], in_channels: int) -> None:
+    for name, spec in table.items():
+        for field in ("height", "in_channels", "mid_channels", "out_channels"):
+            value = getattr(spec, field)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"stage {name!r}: {field} must be a positive integer, got {value!r}")
+        if spec.height < 2:
+            raise ConfigError(f"stage {name!r}: an RSU block needs height >= 2, got {spec.height}")
+    expected = {"stage1": in_channels}
+    for deeper, shallower in zip(ENCODER_STAGES[1:], ENCODER_STAGES[:-1]):
+        expected[deeper] = table[shallower].out_channels
+    expected["stage5d"] = table["stage6"].out_channels + table["stage5"].out_channels
+    for decoder, deeper, skip in (
+        ("stage4d", "stage5d", "stage4"),
+        ("stage3d", "stage4d", "stage3"),
+        ("stage2d", "stage3d", "stage2"),
+        ("stage1d", "stage2d", "stage1"),
+    ):
+        expected[decoder] = table[deeper].out_channels + table[skip].out_channels
+    for name, channels in expected.items():
+        if table[name].in_channels != channels:
+            raise ConfigError(
+                f"stage {name!r} takes {table[name].in_channels} input channels but is fed {channels}"
+            )
+
+
+def variant_of(stages: Mapping[str, StageSpec]) -> str:
+    """The published variant a table equals, or 'custom'."""
+    for name, table in VARIANTS.items():
+        if dict(stages) == table:
+            return name
+    return "custom"
