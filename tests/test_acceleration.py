@@ -1,0 +1,60 @@
+"""The fast path must compute the same network: folding is exact, the cache never serves stale weights."""
+
+from __future__ import annotations
+
+import torch
+from safetensors.torch import load_file
+
+from u2net_hub import U2Net
+from u2net_hub.acceleration import fold_batchnorm, inference_autocast, optimized_for_inference, to_channels_last
+
+
+def _reference_tiny(reference_dir) -> U2Net:
+    model = U2Net(variant="tiny")
+    model.load_state_dict(load_file(reference_dir / "tiny_random_weights.safetensors"))
+    return model.eval()
+
+
+def test_folded_conv_equals_conv_then_batchnorm():
+    torch.manual_seed(0)
+    conv, bn = torch.nn.Conv2d(4, 6, 3, padding=2, dilation=2), torch.nn.BatchNorm2d(6)
+    bn.running_mean.uniform_(-1, 1), bn.running_var.uniform_(0.5, 2), bn.weight.data.uniform_(0.5, 2), bn.bias.data.uniform_(-1, 1)
+    bn.eval()
+    x = torch.randn(2, 4, 11, 13)
+    torch.testing.assert_close(fold_batchnorm(conv, bn)(x), bn(conv(x)), atol=1e-5, rtol=1e-5)
+
+
+def test_folded_fp32_network_matches_the_exact_model(reference_dir):
+    model = _reference_tiny(reference_dir)
+    fast = optimized_for_inference(model)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules()), "the exact model must stay untouched"
+    assert "_u2net_fast_copy" not in "".join(model.state_dict())
+    x = torch.randn(2, 3, 61, 83)
+    with torch.inference_mode():
+        exact, folded = model(x).probabilities(), fast(to_channels_last(x)).probabilities()
+    for a, b in zip(exact, folded):
+        assert (a - b).abs().max().item() <= 1e-5
+
+
+def test_reduced_precision_path_stays_close(reference_dir):
+    model = _reference_tiny(reference_dir)
+    x = torch.randn(1, 3, 96, 128)
+    with torch.inference_mode():
+        exact = torch.sigmoid(model(x).logits)
+        with inference_autocast("cpu"):
+            fast = torch.sigmoid(optimized_for_inference(model)(to_channels_last(x)).logits.float())
+    assert (exact - fast).abs().max().item() <= 0.02
+
+
+def test_cache_is_rebuilt_when_weights_change(reference_dir):
+    model = _reference_tiny(reference_dir)
+    first = optimized_for_inference(model)
+    assert optimized_for_inference(model) is first
+    with torch.no_grad():
+        model.side1.bias.add_(5.0)
+    second = optimized_for_inference(model)
+    assert second is not first
+    x = torch.randn(1, 3, 32, 32)
+    with torch.inference_mode():
+        torch.testing.assert_close(second(x).side_logits[0], model(x).side_logits[0], atol=1e-4, rtol=1e-4)
