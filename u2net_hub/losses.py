@@ -1,0 +1,51 @@
+"""Deep supervision: the paper's loss, made safe for mixed precision.
+
+The original sums ``BCELoss`` over the sigmoid of the fused map and of the six
+side maps (all weights 1). Computing the same sum from the logits with
+``binary_cross_entropy_with_logits`` is mathematically identical but does not
+saturate at 0/1, and doing it in float32 keeps it stable when the forward pass
+ran under bf16/fp16 autocast.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .modeling import U2NetOutput
+
+__all__ = ["deep_supervision_loss", "side_losses"]
+
+
+def _check_labels(labels: Tensor, reference: Tensor) -> Tensor:
+    if not isinstance(labels, Tensor):
+        raise TypeError(f"labels must be a torch.Tensor, got {type(labels).__name__}")
+    if labels.ndim == 3:  # (B, H, W) -> (B, 1, H, W)
+        labels = labels.unsqueeze(1)
+    if labels.shape != reference.shape:
+        raise ValueError(
+            f"labels of shape {tuple(labels.shape)} do not match the model's output {tuple(reference.shape)}; "
+            "masks must be (B, 1, H, W) at the input's size"
+        )
+    return labels.float()
+
+
+def side_losses(output: U2NetOutput, labels: Tensor) -> list[Tensor]:
+    """The seven float32 BCE-with-logits terms, fused map first, then side1..side6."""
+    maps: Sequence[Tensor] = output.all_logits
+    target = _check_labels(labels, maps[0])
+    with torch.autocast(device_type=maps[0].device.type, enabled=False):
+        return [F.binary_cross_entropy_with_logits(m.float(), target) for m in maps]
+
+
+def deep_supervision_loss(output: U2NetOutput, labels: Tensor, weights: Sequence[float] | None = None) -> Tensor:
+    """Sum of the mean BCE of the fused map and the six side maps (weights 1 unless given)."""
+    terms = side_losses(output, labels)
+    if weights is None:
+        return torch.stack(terms).sum()
+    if len(weights) != len(terms):
+        raise ValueError(f"need {len(terms)} weights (fused + 6 sides), got {len(weights)}")
+    return sum(w * t for w, t in zip(weights, terms))
