@@ -16,3 +16,8 @@ __all__ = [
     "VARIANTS", "ConfigError", "Preprocessing", "StageSpec", "CheckpointMismatchError",
     "RSU", "U2Net", "U2NetOutput", "__version__", "DEMO_MODEL",
 ]
+
+from .inference import Prediction, predict  # noqa: E402
+from .processing import ImageLoadError  # noqa: E402
+
+__all__ += ["Prediction", "predict", "ImageLoadError"]

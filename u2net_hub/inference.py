@@ -1,0 +1,184 @@
+"""`predict()`: images in, masks at each image's own size out.
+
+The network always sees ``input_size`` x ``input_size`` (so images of any size
+batch together); only the probability maps are resized back, one image at a
+time, in float32 through PIL, so a 6000x4000 photo costs a few of its own
+float32 planes and never a float64 or batch-sized copy. Side outputs are kept
+at the network's size and only brought to full size when they are read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .processing import (
+    ImageLoadError,
+    cutout as _cutout,
+    image_to_array,
+    is_batch,
+    load_image,
+    postprocess,
+    to_mask,
+)
+
+
+@dataclass(repr=False)
+class Prediction:
+    """The result for one image, everything at the image's own size.
+
+    ``image``: the RGB image the mask belongs to (upright per EXIF).
+    ``probability``: float32 H x W saliency in [0, 1] (the fused output).
+    ``mask``: the same as an 8-bit PIL "L" image (0..255).
+    ``side_probabilities`` / ``side_masks``: the six side outputs (side1 .. side6)
+    as arrays / "L" images, computed on first access; ``None`` when
+    ``predict(..., sides=False)``.
+    """
+
+    image: Image.Image
+    probability: np.ndarray
+    normalized: bool = False
+    #: Side maps at the network's size, (6, S, S) float32; resized on demand.
+    side_maps: np.ndarray | None = field(default=None)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height), as PIL reports it."""
+        return self.image.size
+
+    @cached_property
+    def mask(self) -> Image.Image:
+        return to_mask(self.probability)
+
+    @cached_property
+    def side_probabilities(self) -> list[np.ndarray] | None:
+        if self.side_maps is None:
+            return None
+        return [postprocess(side, self.size, normalize=self.normalized) for side in self.side_maps]
+
+    @cached_property
+    def side_masks(self) -> list[Image.Image] | None:
+        if self.side_probabilities is None:
+            return None
+        return [to_mask(side) for side in self.side_probabilities]
+
+    def cutout(self, background: Any = None, threshold: float | None = None) -> Image.Image:
+        """RGBA at the image's size with the mask as alpha (see :func:`u2net_hub.processing.cutout`).
+
+        ``background``: None keeps transparency; "white", any colour name,
+        "#rrggbb" or (r, g, b) fills it; "blur" puts the object on its own
+        blurred photo. ``threshold`` in (0, 1] makes the alpha hard (0 or 255).
+        """
+        return _cutout(self.image, self.mask, background=background, threshold=threshold)
+
+    def __repr__(self) -> str:
+        width, height = self.size
+        sides = 0 if self.side_maps is None else len(self.side_maps)
+        return f"Prediction(size={width}x{height}, normalized={self.normalized}, side_outputs={sides})"
+
+
+def _check_model(model: Any) -> None:
+    if not isinstance(model, torch.nn.Module) or not hasattr(model, "preprocessing"):
+        raise TypeError(
+            f"predict() needs a U2Net model as its first argument, got {type(model).__name__}; "
+            "load one with U2Net.from_pretrained(...)"
+        )
+    if getattr(model, "out_channels", 1) != 1:
+        raise ValueError(f"predict() handles single-map saliency models; this one has {model.out_channels} output channels")
+
+
+def _check_batch_size(batch_size: Any) -> int:
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    return batch_size
+
+
+def _load(item: Any, index: int, batched: bool) -> Image.Image:
+    try:
+        return load_image(item)
+    except ImageLoadError as error:
+        if batched:
+            raise ImageLoadError(f"image {index}: {error}") from None
+        raise
+
+
+def _network(model: torch.nn.Module, fast: bool):
+    """The module to run and the context to run it in."""
+    device = next(model.parameters()).device
+    if fast:
+        from .acceleration import inference_autocast, optimized_for_inference, to_channels_last
+
+        return optimized_for_inference(model), inference_autocast(device), to_channels_last, device
+    return model, contextlib.nullcontext(), (lambda x: x), device
+
+
+def predict(
+    model: torch.nn.Module,
+    images: Any,
+    *,
+    normalize: bool = False,
+    batch_size: int = 8,
+    fast: bool = True,
+    sides: bool = True,
+    resample: str = "bilinear",
+    progress: bool = False,
+) -> Prediction | list[Prediction]:
+    """Saliency masks for one image or a list of images (a list in gives a list out).
+
+    Images may be paths, PIL images of any mode, numpy arrays or encoded
+    bytes, of any and mixed sizes. ``normalize`` applies the original's
+    per-image min-max ("normPRED"), image by image even inside a batch.
+    ``fast`` runs the BatchNorm-folded channels_last copy under bf16 autocast
+    where the hardware has it; ``fast=False`` is the exact float32 network.
+    ``resample`` is the pre-processing resize filter ("bilinear", or "lanczos"
+    like rembg). Runs on the model's device, under ``torch.inference_mode()``.
+    """
+    _check_model(model)
+    batch_size = _check_batch_size(batch_size)
+    batched = is_batch(images)
+    items = list(images) if batched else [images]
+    if not items:
+        return []
+    network, autocast, prepare, device = _network(model, fast)
+    was_training = model.training
+    if not fast:
+        model.eval()
+    results: list[Prediction] = []
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(items), desc="predict", unit="image")
+    try:
+        for start in range(0, len(items), batch_size):
+            loaded = [_load(item, start + i, batched) for i, item in enumerate(items[start : start + batch_size])]
+            batch = np.stack([image_to_array(image, model.preprocessing, resample) for image in loaded])
+            x = prepare(torch.from_numpy(batch).to(device))
+            with torch.inference_mode(), autocast:
+                output = network(x)
+            fused = torch.sigmoid(output.logits[:, 0].float()).cpu().numpy()
+            side_maps = None
+            if sides:
+                side_maps = torch.sigmoid(torch.stack([s[:, 0] for s in output.side_logits], dim=1).float()).cpu().numpy()
+            del output, x
+            for i, image in enumerate(loaded):
+                own_sides = None if side_maps is None else side_maps[i].copy()
+                probability = postprocess(fused[i], image.size, normalize=normalize)
+                results.append(Prediction(image=image, probability=probability, normalized=normalize, side_maps=own_sides))
+            if bar is not None:
+                bar.update(len(loaded))
+    finally:
+        if bar is not None:
+            bar.close()
+        if not fast and was_training:
+            model.train()
+    return results if batched else results[0]
+
+
+__all__ = ["Prediction", "predict", "ImageLoadError"]

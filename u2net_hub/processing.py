@@ -1,0 +1,433 @@
+"""Images in, network tensors out, and probability maps back to images.
+
+Pre-processing follows the authors' test script (see REFERENCE.md): RGB,
+resize to ``input_size`` x ``input_size`` without keeping the aspect ratio,
+divide by the image's *own* maximum (not by 255), then ImageNet mean/std.
+The resize uses PIL's bilinear filter (with PIL's antialiasing when
+shrinking); rembg uses LANCZOS, available through ``resample=``.
+
+Decisions worth knowing:
+
+* every PIL mode becomes RGB: grey is repeated on the three channels, a
+  transparent image (RGBA, LA, PA, P with transparency, numpy HxWx4) is
+  composited over **white** (``ALPHA_BACKGROUND``), so transparent pixels read
+  as a plain background instead of whatever colour they happen to store;
+* 16-bit and 32-bit integer images are scaled from 0..65535 to 0..255; float
+  images are read as 0..1 when their maximum is at most 1, else as 0..255;
+* the EXIF orientation is applied, so masks come out the way photos are shown;
+* anything that cannot be read raises :class:`ImageLoadError` (a ValueError)
+  naming the input and the reason, including declared sizes above PIL's
+  decompression-bomb limit (``2 * PIL.Image.MAX_IMAGE_PIXELS``, ~179 MP; raise
+  ``PIL.Image.MAX_IMAGE_PIXELS`` for trusted, larger files).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from PIL import Image, ImageColor, ImageFilter, ImageOps, UnidentifiedImageError
+
+from .configs import Preprocessing
+
+#: Colour that transparent pixels are composited on before the network sees them.
+ALPHA_BACKGROUND = (255, 255, 255)
+
+_RESAMPLE = {
+    "bilinear": Image.Resampling.BILINEAR,
+    "lanczos": Image.Resampling.LANCZOS,
+    "bicubic": Image.Resampling.BICUBIC,
+    "nearest": Image.Resampling.NEAREST,
+}
+
+
+class ImageLoadError(ValueError):
+    """An input that cannot be turned into an RGB image (with the reason and the input's name)."""
+
+
+# --------------------------------------------------------------------- loading
+
+
+def _describe(src: Any) -> str:
+    if isinstance(src, (str, os.PathLike)):
+        return str(src)
+    if isinstance(src, np.ndarray):
+        return f"numpy array of shape {src.shape} and dtype {src.dtype}"
+    if isinstance(src, Image.Image):
+        return f"PIL image ({src.mode}, {src.size[0]}x{src.size[1]})"
+    return type(src).__name__
+
+
+def _pixel_limit() -> int | None:
+    """PIL raises DecompressionBombError above twice its MAX_IMAGE_PIXELS; we use the same limit."""
+    limit = Image.MAX_IMAGE_PIXELS
+    return None if not limit else 2 * int(limit)
+
+
+def _check_pixels(size: tuple[int, int], name: str) -> None:
+    width, height = size
+    if width <= 0 or height <= 0:
+        raise ImageLoadError(f"{name}: the image is empty ({width}x{height} pixels)")
+    limit = _pixel_limit()
+    if limit is not None and width * height > limit:
+        raise ImageLoadError(
+            f"{name}: the image declares {width}x{height} = {width * height:,} pixels, more than the "
+            f"{limit:,} allowed (a possible decompression bomb); if you trust the file, raise "
+            "PIL.Image.MAX_IMAGE_PIXELS"
+        )
+
+
+def _open_encoded(src: Any, name: str) -> Image.Image:
+    """Open a file path, bytes or a binary file object, fully decoded; every failure becomes ImageLoadError."""
+    if isinstance(src, (str, os.PathLike)):
+        path = Path(src)
+        if not path.exists():
+            raise ImageLoadError(f"{name}: no such file")
+        if path.is_dir():
+            raise ImageLoadError(f"{name}: is a folder, not an image file")
+        if path.stat().st_size == 0:
+            raise ImageLoadError(f"{name}: the file is empty (0 bytes)")
+        opener: Any = path
+    elif isinstance(src, (bytes, bytearray, memoryview)):
+        opener = io.BytesIO(bytes(src))
+    else:
+        opener = src
+    try:
+        with warnings.catch_warnings():
+            # Between MAX_IMAGE_PIXELS and twice that PIL only warns; _check_pixels decides.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(opener)
+            _check_pixels(image.size, name)
+            image.load()
+    except ImageLoadError:
+        raise
+    except Image.DecompressionBombError as error:
+        raise ImageLoadError(
+            f"{name}: refused as a possible decompression bomb ({error}); if you trust the file, "
+            "raise PIL.Image.MAX_IMAGE_PIXELS"
+        ) from None
+    except UnidentifiedImageError:
+        raise ImageLoadError(f"{name}: not an image file (or a format Pillow cannot read)") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as error:
+        # Truncated data ("image file is truncated"), broken headers, unreadable files.
+        raise ImageLoadError(f"{name}: cannot decode the image ({error})") from None
+    return image
+
+
+def _float_to_uint8(values: np.ndarray, name: str) -> np.ndarray:
+    if not np.isfinite(values).all():
+        raise ImageLoadError(f"{name}: the image contains NaN or infinite values")
+    values = values.astype(np.float32, copy=False)
+    top = float(values.max()) if values.size else 0.0
+    scale = 255.0 if top <= 1.0 else 1.0
+    return np.clip(values * scale + 0.5, 0, 255).astype(np.uint8)
+
+
+def _int_to_uint8(values: np.ndarray) -> np.ndarray:
+    """Integers above 255 are read as 16-bit data (0..65535), anything wider is scaled by its maximum."""
+    top = int(values.max()) if values.size else 0
+    if top <= 255:
+        return np.clip(values, 0, 255).astype(np.uint8)
+    divisor = 257.0 if top <= 65535 else top / 255.0
+    return np.clip(values.astype(np.float32) / divisor + 0.5, 0, 255).astype(np.uint8)
+
+
+def _to_uint8(values: np.ndarray, name: str) -> np.ndarray:
+    if values.dtype == np.uint8:
+        return values
+    if values.dtype == np.bool_:
+        return values.astype(np.uint8) * 255
+    if np.issubdtype(values.dtype, np.integer):
+        return _int_to_uint8(values)
+    if np.issubdtype(values.dtype, np.floating):
+        return _float_to_uint8(values, name)
+    raise ImageLoadError(
+        f"{name}: unsupported dtype {values.dtype}; use uint8 (0..255), uint16, bool or float (0..1 or 0..255)"
+    )
+
+
+def _composite_on_background(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """uint8 HxWx3 over ALPHA_BACKGROUND with a uint8 HxW alpha, in integer arithmetic (no float copies)."""
+    a = alpha.astype(np.uint16)[..., None]
+    background = np.asarray(ALPHA_BACKGROUND, dtype=np.uint16)
+    out = rgb.astype(np.uint16) * a + background * (255 - a) + 127
+    return (out // 255).astype(np.uint8)
+
+
+def _from_array(array: np.ndarray, name: str) -> Image.Image:
+    if array.ndim == 3 and array.shape[-1] not in (1, 3, 4) and array.shape[0] in (1, 3, 4):
+        raise ImageLoadError(
+            f"{name}: looks channels-first (C, H, W); pass array.transpose(1, 2, 0) (H, W, C) instead"
+        )
+    if array.ndim == 4:
+        raise ImageLoadError(f"{name}: a 4-D array is a batch; pass a list of (H, W, C) images instead")
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] not in (3, 4)):
+        raise ImageLoadError(f"{name}: expected (H, W), (H, W, 1), (H, W, 3) or (H, W, 4)")
+    _check_pixels((array.shape[1], array.shape[0]), name)
+    values = _to_uint8(np.asarray(array), name)
+    if values.ndim == 2:
+        values = np.repeat(values[..., None], 3, axis=2)
+    elif values.shape[-1] == 4:
+        values = _composite_on_background(values[..., :3], values[..., 3])
+    return Image.fromarray(np.ascontiguousarray(values), mode="RGB")
+
+
+def _pil_to_rgb(image: Image.Image, name: str) -> Image.Image:
+    _check_pixels(image.size, name)
+    mode = image.mode
+    if mode == "RGB":
+        return image
+    if mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+        mode = image.mode
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = np.asarray(image.convert("RGBA"))
+        return Image.fromarray(_composite_on_background(rgba[..., :3], rgba[..., 3]), mode="RGB")
+    if mode in ("I", "F") or mode.startswith("I;"):
+        values = np.asarray(image)
+        if values.dtype.byteorder not in ("=", "|"):
+            values = values.astype(values.dtype.newbyteorder("="))
+        return _from_array(values, name)
+    if mode == "RGBX":
+        return image.convert("RGB")
+    try:
+        return image.convert("RGB")  # 1, L, CMYK, YCbCr, LAB, HSV
+    except (ValueError, OSError) as error:
+        raise ImageLoadError(f"{name}: cannot convert PIL mode {mode!r} to RGB ({error})") from None
+
+
+def _apply_exif_orientation(image: Image.Image, name: str) -> Image.Image:
+    try:
+        if image.getexif().get(0x0112, 1) in (None, 1):  # no rotation: skip exif_transpose's full copy
+            return image
+        return ImageOps.exif_transpose(image)
+    except Exception as error:  # a broken EXIF block must not make a readable photo unusable
+        warnings.warn(f"{name}: ignoring unreadable EXIF orientation ({error})", stacklevel=3)
+        return image
+
+
+def load_image(src: Any) -> Image.Image:
+    """Any supported input -> an RGB PIL image, upright according to its EXIF orientation.
+
+    Accepts a path (str or Path), encoded bytes, a binary file object, a PIL
+    image of any mode, or a numpy array (H, W), (H, W, 1), (H, W, 3) or
+    (H, W, 4) of uint8, uint16, bool or float. Raises :class:`ImageLoadError`.
+    """
+    name = _describe(src)
+    if isinstance(src, torch.Tensor):
+        raise ImageLoadError(
+            f"got a torch.Tensor of shape {tuple(src.shape)}; predict() takes images (PIL, numpy H x W x C, "
+            "paths). For a pre-processed (B, 3, H, W) tensor call the model directly: model(x)"
+        )
+    if isinstance(src, Image.Image):
+        image = src
+    elif isinstance(src, np.ndarray):
+        return _from_array(src, name)
+    elif isinstance(src, (str, os.PathLike, bytes, bytearray, memoryview)) or hasattr(src, "read"):
+        image = _open_encoded(src, name)
+    else:
+        raise ImageLoadError(
+            f"unsupported input of type {type(src).__name__}; expected a path, bytes, a PIL image or a numpy array"
+        )
+    image = _apply_exif_orientation(image, name)
+    return _pil_to_rgb(image, name)
+
+
+def is_batch(images: Any) -> bool:
+    """Lists and tuples are batches; everything else is one image."""
+    return isinstance(images, (list, tuple))
+
+
+def load_images(images: Any) -> list[Image.Image]:
+    items = list(images) if is_batch(images) else [images]
+    if not items:
+        raise ImageLoadError("got an empty list of images")
+    return [load_image(item) for item in items]
+
+
+# -------------------------------------------------------------- pre-processing
+
+
+def _resample(resample: str | int) -> int:
+    if isinstance(resample, str):
+        try:
+            return _RESAMPLE[resample.lower()]
+        except KeyError:
+            raise ValueError(f"resample must be one of {sorted(_RESAMPLE)}, got {resample!r}") from None
+    return int(resample)
+
+
+def image_to_array(image: Image.Image, preprocessing: Preprocessing, resample: str | int = "bilinear") -> np.ndarray:
+    """One RGB image -> float32 (3, S, S), exactly as the original test script prepares it."""
+    size = preprocessing.input_size
+    resized = image.resize((size, size), _resample(resample))
+    x = np.asarray(resized, dtype=np.float32)
+    if preprocessing.divide_by_max:
+        top = float(x.max())
+        x /= top if top > 0 else 1.0  # an all-black image stays black instead of becoming NaN
+    else:
+        x /= 255.0
+    x -= np.asarray(preprocessing.mean, dtype=np.float32)
+    x /= np.asarray(preprocessing.std, dtype=np.float32)
+    return x.transpose(2, 0, 1)
+
+
+def preprocess(images: Any, preprocessing: Preprocessing, resample: str | int = "bilinear") -> torch.Tensor:
+    """An image or a list of images (any supported input) -> a float32 (B, 3, S, S) tensor."""
+    loaded = load_images(images)
+    return torch.from_numpy(np.stack([image_to_array(im, preprocessing, resample) for im in loaded]))
+
+
+# ------------------------------------------------------------- post-processing
+
+
+def normalize_map(probability: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """The original "normPRED": min-max to [0, 1] per map; a constant map is returned unchanged.
+
+    ``out=probability`` works in place (no extra full-size copy for big photos).
+    """
+    low, high = float(probability.min()), float(probability.max())
+    if high - low <= 1e-12:
+        return probability
+    out = np.subtract(probability, np.float32(low), out=out, dtype=np.float32)
+    out *= np.float32(1.0 / (high - low))
+    return np.clip(out, 0.0, 1.0, out=out)
+
+
+def resize_probability(probability: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of a float map to ``size`` (width, height) through PIL's float32 "F" mode."""
+    probability = np.ascontiguousarray(probability, dtype=np.float32)
+    if (probability.shape[1], probability.shape[0]) == tuple(size):
+        return probability
+    resized = Image.fromarray(probability, mode="F").resize(tuple(size), Image.Resampling.BILINEAR)
+    out = np.asarray(resized, dtype=np.float32)
+    if not out.flags.writeable:
+        out = out.copy()
+    return np.clip(out, 0.0, 1.0, out=out)
+
+
+def postprocess(probability: Any, size: tuple[int, int], normalize: bool = False) -> np.ndarray:
+    """A network-sized probability map (tensor or array, H x W) -> float32 H x W in [0, 1] at ``size`` (w, h).
+
+    ``normalize`` min-maxes the map ("normPRED") after resizing it.
+    """
+    if isinstance(probability, torch.Tensor):
+        probability = probability.detach().float().cpu().numpy()
+    probability = np.asarray(probability, dtype=np.float32)
+    probability = np.squeeze(probability)
+    if probability.ndim != 2:
+        raise ValueError(f"expected one H x W probability map, got shape {probability.shape}")
+    resized = resize_probability(probability, size)
+    if resized is probability:  # same size: never hand out a view of the caller's (or a batch's) array
+        resized = resized.copy()
+    if normalize:
+        # After the resize, so the map the caller gets spans exactly [0, 1]; the original
+        # normalised at 320x320 first, which differs only where resizing smooths the extremes.
+        normalize_map(resized, out=resized)
+    return resized
+
+
+def to_mask(probability: np.ndarray, threshold: float | None = None) -> Image.Image:
+    """A [0, 1] float map -> 8-bit PIL "L" (0..255, rounded); with ``threshold`` a hard 0/255 mask."""
+    if threshold is not None:
+        threshold = check_threshold(threshold)
+    if threshold:
+        return Image.fromarray(((probability >= threshold) * np.uint8(255)).astype(np.uint8), mode="L")
+    scaled = probability * np.float32(255.0)
+    scaled += np.float32(0.5)
+    return Image.fromarray(scaled.astype(np.uint8), mode="L")
+
+
+def check_threshold(threshold: float) -> float:
+    threshold = float(threshold)
+    if not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"threshold must be between 0 and 1 (a share of the probability), got {threshold}")
+    return threshold
+
+
+# ---------------------------------------------------------------------- cutout
+
+
+def parse_background(background: Any) -> None | str | tuple[int, int, int]:
+    """None (transparent), "blur", or an RGB tuple from a name ("white"), "#rrggbb" or (r, g, b)."""
+    if background is None:
+        return None
+    if isinstance(background, str):
+        text = background.strip().lower()
+        if text in ("", "none", "transparent"):
+            return None
+        if text == "blur":
+            return "blur"
+        try:
+            colour = ImageColor.getrgb(text)
+        except ValueError:
+            raise ValueError(
+                f"unknown background {background!r}; use None, 'blur', a colour name ('white'), '#rrggbb' or (r, g, b)"
+            ) from None
+        return tuple(colour[:3])
+    if isinstance(background, Sequence) and len(background) in (3, 4):
+        values = tuple(background)
+        if all(isinstance(v, (int, np.integer)) and 0 <= v <= 255 for v in values):
+            return tuple(int(v) for v in values[:3])
+    raise ValueError(f"background must be None, 'blur', a colour name or (r, g, b) with 0..255 values, got {background!r}")
+
+
+def cutout(
+    image: Any,
+    probability: Any,
+    background: Any = None,
+    threshold: float | None = None,
+) -> Image.Image:
+    """The photo with the saliency as alpha, as an RGBA image at the photo's size.
+
+    ``probability`` is a float map in [0, 1] or an 8-bit "L" mask at the
+    image's size. ``background=None`` keeps transparency (soft alpha = the
+    mask); a colour or ``"blur"`` (the photo itself, blurred) fills it, giving
+    an opaque RGBA image. ``threshold`` in (0, 1] gives a hard 0/255 alpha.
+    """
+    rgb = load_image(image)
+    if isinstance(probability, Image.Image):
+        alpha = probability.convert("L")
+        if threshold:
+            level = int(round(check_threshold(threshold) * 255))
+            alpha = alpha.point(lambda v: 255 if v >= level else 0)
+    else:
+        alpha = to_mask(np.asarray(probability, dtype=np.float32), threshold)
+    if alpha.size != rgb.size:
+        raise ValueError(f"the mask is {alpha.size[0]}x{alpha.size[1]} but the image is {rgb.size[0]}x{rgb.size[1]}")
+    fill = parse_background(background)
+    if fill is None:
+        out = rgb.convert("RGBA")
+        out.putalpha(alpha)
+        return out
+    if fill == "blur":
+        radius = max(2.0, max(rgb.size) / 40.0)
+        backdrop = rgb.filter(ImageFilter.GaussianBlur(radius))
+    else:
+        backdrop = Image.new("RGB", rgb.size, fill)
+    return Image.composite(rgb, backdrop, alpha).convert("RGBA")
+
+
+__all__ = [
+    "ALPHA_BACKGROUND",
+    "ImageLoadError",
+    "check_threshold",
+    "cutout",
+    "image_to_array",
+    "is_batch",
+    "load_image",
+    "load_images",
+    "normalize_map",
+    "parse_background",
+    "postprocess",
+    "preprocess",
+    "resize_probability",
+    "to_mask",
+]
