@@ -1,10 +1,85 @@
-"""`u2net export-onnx` (not yet implemented)."""
+"""`u2net export-onnx MODEL OUT.onnx`: a single-file ONNX model for rembg's u2net_custom or onnxruntime."""
+
+from __future__ import annotations
+
+import sys
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("export-onnx", help="(not yet implemented)")
+    parser = subparsers.add_parser(
+        "export-onnx",
+        help="export a model to ONNX (dynamic batch and size; output 0 = fused sigmoid map, as rembg expects)",
+        description=(
+            "Export a U²-Net to one .onnx file with dynamic batch, height and width. Output 0 is the fused "
+            "sigmoid map, so the file works with `rembg i -m u2net_custom -x '{\"model_path\": \"OUT.onnx\"}' in.jpg out.png`. "
+            "The pre-processing (mean, std, input size, divide-by-max) is stored in the file's metadata. "
+            "After exporting, the file is run once through onnxruntime and compared with PyTorch."
+        ),
+    )
+    parser.add_argument(
+        "model", nargs="?", default=None,
+        help="a folder written by save_pretrained, or a Hub id (default: the bundled demo model)",
+    )
+    parser.add_argument("output", nargs="?", default=None, help="the .onnx file to write (default: model.onnx)")
+    parser.add_argument("--opset", type=int, default=None, help="ONNX opset (default 18; >= 18 for the dynamo exporter)")
+    parser.add_argument(
+        "--size", type=int, default=None,
+        help="input size recorded in the metadata and used for tracing (default: the model's own, 320); "
+        "the file accepts any size",
+    )
+    parser.add_argument("--sides", action="store_true", help="also output the six side maps (outputs 1-6)")
+    parser.add_argument(
+        "--fp16", action="store_true",
+        help="store and compute in float16 inside the graph (float32 input/output stay); half the file, for GPU runtimes",
+    )
+    parser.add_argument(
+        "--exporter", choices=("dynamo", "torchscript"), default="dynamo",
+        help="torch.onnx exporter: dynamo (default, needs onnxscript) or the older TorchScript tracer",
+    )
+    parser.add_argument("--no-check", action="store_true", help="skip the onnxruntime-vs-PyTorch comparison")
     parser.set_defaults(run=run)
 
 
 def run(args) -> int:
-    raise SystemExit("u2net export-onnx: not yet implemented")
+    from .. import DEMO_MODEL
+    from ..configs import ConfigError
+    from ..export import DEFAULT_OPSET, ExportError, export_onnx
+    from ..hub import CheckpointMismatchError
+
+    model = args.model or DEMO_MODEL
+    output = args.output or "model.onnx"
+    if args.model is None:
+        print(f"no MODEL given: exporting the bundled demo model ({model})", file=sys.stderr)
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+
+        if args.exporter == "dynamo":
+            import onnxscript  # noqa: F401
+    except ImportError as error:
+        print(f"u2net export-onnx: {error.name} is not installed; run `pip install 'u2net-hub[onnx]'`", file=sys.stderr)
+        return 2
+    print(f"exporting {model} -> {output} ...", file=sys.stderr)
+    try:
+        result = export_onnx(
+            model,
+            output,
+            opset=args.opset or DEFAULT_OPSET,
+            input_size=args.size,
+            sides=args.sides,
+            fp16=args.fp16,
+            exporter=args.exporter,
+            check=not args.no_check,
+        )
+    except (FileNotFoundError, IsADirectoryError, ValueError, ConfigError, CheckpointMismatchError, ExportError) as error:
+        print(f"u2net export-onnx: {error}", file=sys.stderr)
+        return 1
+    meta = result.metadata
+    print(f"wrote {result.path} ({result.size_mb:.1f} MB, opset {result.opset}, {result.exporter} exporter)")
+    print(f"  variant {meta['variant']}, input (batch, 3, height, width) float32, trained at {meta['input_size']}px, "
+          f"mean {meta['mean']}, std {meta['std']}, divide_by_max {meta['divide_by_max']}")
+    print(f"  outputs: {', '.join(result.output_names)} (output 0 = fused sigmoid map)")
+    if result.max_abs_error is not None:
+        print(f"  onnxruntime vs PyTorch on {result.check_shape}: max abs difference {result.max_abs_error:.1e}")
+    print(f"  rembg: rembg i -m u2net_custom -x '{{\"model_path\": \"{result.path.resolve()}\"}}' in.jpg out.png")
+    return 0
