@@ -1,0 +1,672 @@
+#!/usr/bin/env python
+"""Train or fine-tune U²-Net with Accelerate.
+
+    accelerate launch train/train.py                       # tiny model, built-in synthetic data
+    accelerate launch train/train.py --dataset_name nobg/DUTS --validation_split test --variant full
+
+The paper's recipe is the default (resize 320, random crop 288, random flip,
+Adam 1e-3, BCE summed over the fused map and the six side maps). See the
+README's "Training" section for every flag, the data layouts, multi-process
+runs, resuming and pushing to the Hub.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+#: Exit code when everything was trained and saved locally but --push_to_hub could not upload.
+EXIT_PUSH_FAILED = 3
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Train or fine-tune U²-Net (salient object detection) with Accelerate.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    model = parser.add_argument_group("model")
+    model.add_argument("--variant", choices=["full", "tiny"], default=None,
+                       help="published configuration to train from scratch (default: tiny)")
+    model.add_argument("--config", default=None,
+                       help="a JSON file in config.json's format (e.g. a custom 'stages' table) to build the model from")
+    model.add_argument("--init_from", default=None,
+                       help="a save_pretrained folder or Hub id to fine-tune from")
+
+    data = parser.add_argument_group("data (default: built-in synthetic scenes)")
+    data.add_argument("--dataset_name", default=None, help="Hub dataset id, e.g. nobg/DUTS")
+    data.add_argument("--dataset_config_name", default=None)
+    data.add_argument("--train_data_dir", default=None,
+                      help="a local folder: an imagefolder with metadata.jsonl, or images/ + masks/ with matching stems")
+    data.add_argument("--train_split", default="train", help="split of --dataset_name to train on")
+    data.add_argument("--image_column", default="image")
+    data.add_argument("--mask_column", default="mask")
+    data.add_argument("--validation_split", default=None,
+                      help="a split name (e.g. test), a fraction (0.05) or a count (500) held out from the training "
+                           "data, or 'none'. Default: the synthetic held-out set, or the dataset's 'validation'/'test' "
+                           "split when it has one")
+    data.add_argument("--eval_dataset_name", default=None,
+                      help="validate on another Hub dataset (its --validation_split, default 'test')")
+    data.add_argument("--max_train_samples", type=int, default=None)
+    data.add_argument("--max_eval_samples", type=int, default=None)
+    data.add_argument("--synthetic_num_images", type=int, default=1000)
+    data.add_argument("--synthetic_seed", type=int, default=0)
+    data.add_argument("--synthetic_validation_seed", type=int, default=1,
+                      help="seed of the held-out synthetic set (must differ from --synthetic_seed)")
+    data.add_argument("--synthetic_validation_num_images", type=int, default=64)
+    data.add_argument("--cache_dir", default=None)
+
+    recipe = parser.add_argument_group("recipe (the paper's defaults)")
+    recipe.add_argument("--resolution", type=int, default=320, help="images and masks are resized to this square")
+    recipe.add_argument("--crop_size", type=int, default=288, help="random crop after resizing (0: no crop)")
+    recipe.add_argument("--no_flip", action="store_true", help="disable the random horizontal flip")
+    recipe.add_argument("--train_batch_size", type=int, default=12, help="per process")
+    recipe.add_argument("--eval_batch_size", type=int, default=None, help="per process (default: train batch size)")
+    recipe.add_argument("--learning_rate", type=float, default=1e-3)
+    recipe.add_argument("--scale_lr", action="store_true",
+                        help="multiply the learning rate by processes x batch size x accumulation / 12")
+    recipe.add_argument("--adam_beta1", type=float, default=0.9)
+    recipe.add_argument("--adam_beta2", type=float, default=0.999)
+    recipe.add_argument("--adam_epsilon", type=float, default=1e-8)
+    recipe.add_argument("--adam_weight_decay", type=float, default=0.0, help="> 0 switches to AdamW")
+    recipe.add_argument("--lr_scheduler", default="constant",
+                        choices=["constant", "constant_with_warmup", "linear", "cosine"])
+    recipe.add_argument("--lr_warmup_steps", type=int, default=0)
+    recipe.add_argument("--max_train_steps", type=int, default=None, help="overrides --num_train_epochs")
+    recipe.add_argument("--num_train_epochs", type=int, default=10)
+    recipe.add_argument("--gradient_accumulation_steps", type=int, default=1)
+    recipe.add_argument("--max_grad_norm", type=float, default=None,
+                        help="clip gradients to this norm (default: no clipping, as in the paper)")
+
+    speed = parser.add_argument_group("speed")
+    speed.add_argument("--mixed_precision", choices=["auto", "no", "fp16", "bf16"], default="auto",
+                       help="auto: bf16 on CUDA GPUs with bf16 and on CPUs with AVX-512 BF16/AMX, else no "
+                            "(this flag wins over `accelerate launch --mixed_precision`)")
+    speed.add_argument("--channels_last", action=argparse.BooleanOptionalAction, default=True)
+    speed.add_argument("--dataloader_num_workers", type=int, default=2)
+
+    run = parser.add_argument_group("run")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--output_dir", default="u2net-trained")
+    run.add_argument("--checkpointing_steps", type=int, default=500)
+    run.add_argument("--checkpoints_total_limit", type=int, default=None,
+                     help="keep at most this many checkpoints (oldest complete ones are deleted)")
+    run.add_argument("--resume_from_checkpoint", default=None,
+                     help="'latest' (newest complete checkpoint in --output_dir; starts fresh if none) or a path")
+    run.add_argument("--validation_steps", type=int, default=500)
+    run.add_argument("--report_to", choices=["none", "tensorboard", "wandb", "all"], default="none")
+    run.add_argument("--logging_dir", default=None, help="tracker logs (default: OUTPUT_DIR/logs)")
+    run.add_argument("--tracker_project_name", default="u2net")
+    run.add_argument("--push_to_hub", action="store_true")
+    run.add_argument("--hub_model_id", default=None, help="default: the output folder's name")
+    run.add_argument("--hub_private_repo", action="store_true")
+    run.add_argument("--hub_token", default=None, help="default: the token of `hf auth login`")
+
+    args = parser.parse_args(argv)
+    if args.config and (args.variant or args.init_from):
+        parser.error("--config builds a new model; do not combine it with --variant or --init_from")
+    if args.dataset_name and args.train_data_dir:
+        parser.error("give either --dataset_name or --train_data_dir, not both")
+    if args.crop_size and args.crop_size > args.resolution:
+        parser.error(f"--crop_size {args.crop_size} is larger than --resolution {args.resolution}")
+    for name in ("train_batch_size", "gradient_accumulation_steps", "resolution"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be >= 1")
+    if args.max_train_steps is not None and args.max_train_steps < 1:
+        parser.error("--max_train_steps must be >= 1")
+    if args.checkpointing_steps < 1 or args.validation_steps < 1:
+        parser.error("--checkpointing_steps and --validation_steps must be >= 1")
+    if not (args.dataset_name or args.train_data_dir) and args.synthetic_seed == args.synthetic_validation_seed:
+        parser.error("--synthetic_validation_seed must differ from --synthetic_seed (a held-out set)")
+    if args.eval_batch_size is None:
+        args.eval_batch_size = args.train_batch_size
+    return args
+
+
+# ----------------------------------------------------------------------- data
+
+
+def build_datasets(args, logger):
+    """(train dataset, validation dataset or None, a description of both for the model card)."""
+    from u2net_hub.data import make_synthetic_dataset
+
+    def load_saliency_dataset(*a, **k):
+        from u2net_hub.data import load_saliency_dataset as load
+
+        return load(*a, **k)
+
+    validation = None
+    info: dict[str, str] = {}
+    split = args.validation_split
+    if not (args.dataset_name or args.train_data_dir):
+        train = make_synthetic_dataset(args.synthetic_num_images, size=args.resolution, seed=args.synthetic_seed)
+        info["dataset"] = f"built-in synthetic scenes ({len(train)} images, seed {args.synthetic_seed})"
+        if split in (None, "synthetic"):
+            validation = make_synthetic_dataset(
+                args.synthetic_validation_num_images, size=args.resolution, seed=args.synthetic_validation_seed
+            )
+            info["validation"] = (
+                f"held-out synthetic scenes ({len(validation)} images, seed {args.synthetic_validation_seed})"
+            )
+            split = "none"
+    else:
+        source = args.dataset_name or args.train_data_dir
+        train = load_saliency_dataset(
+            source, split=args.train_split, config_name=args.dataset_config_name,
+            image_column=args.image_column, mask_column=args.mask_column, cache_dir=args.cache_dir,
+        )
+        info["dataset"] = f"{source} ({args.train_split} split, {len(train)} images)" if args.dataset_name \
+            else f"local folder {Path(source).name} ({len(train)} images)"
+        if args.dataset_name:
+            info["dataset_id"] = args.dataset_name
+
+    if args.eval_dataset_name:
+        eval_split = split if split not in (None, "none") else "test"
+        validation = load_saliency_dataset(
+            args.eval_dataset_name, split=eval_split, image_column=args.image_column,
+            mask_column=args.mask_column, cache_dir=args.cache_dir,
+        )
+        info["validation"] = f"{args.eval_dataset_name} ({eval_split} split, {len(validation)} images)"
+    elif split is None and args.dataset_name:
+        for candidate in ("validation", "test"):
+            try:
+                validation = load_saliency_dataset(
+                    args.dataset_name, split=candidate, config_name=args.dataset_config_name,
+                    image_column=args.image_column, mask_column=args.mask_column, cache_dir=args.cache_dir,
+                )
+            except (ValueError, KeyError):
+                continue
+            info["validation"] = f"{args.dataset_name} ({candidate} split, {len(validation)} images)"
+            break
+    elif split not in (None, "none"):
+        holdout = _parse_holdout(split)
+        if holdout is not None:
+            parts = train.train_test_split(test_size=holdout, seed=args.seed, shuffle=True)
+            train, validation = parts["train"], parts["test"]
+            info["validation"] = f"{len(validation)} images held out from the training data (seed {args.seed})"
+        else:
+            source = args.dataset_name or args.train_data_dir
+            validation = load_saliency_dataset(
+                source, split=split, config_name=args.dataset_config_name,
+                image_column=args.image_column, mask_column=args.mask_column, cache_dir=args.cache_dir,
+            )
+            info["validation"] = f"{source} ({split} split, {len(validation)} images)"
+
+    if args.max_train_samples is not None:
+        train = train.select(range(min(args.max_train_samples, len(train))))
+    if validation is not None and args.max_eval_samples is not None:
+        validation = validation.select(range(min(args.max_eval_samples, len(validation))))
+    if validation is None:
+        logger.info("no validation set: pass --validation_split to measure maxF/MAE during training")
+    return train, validation, info
+
+
+def _parse_holdout(value: str) -> float | int | None:
+    """A fraction or a count of training samples to hold out; None for a split name."""
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    if 0 < number < 1:
+        return number
+    if number >= 1 and number == int(number):
+        return int(number)
+    raise SystemExit(f"--validation_split {value!r}: a fraction must lie in (0, 1) and a count must be an integer >= 1")
+
+
+def _data_transforms():
+    """The data package's transforms; a minimal stand-in until u2net_hub.data ships them (TEMPORARY)."""
+    try:
+        from u2net_hub.data import SaliencyTransform, collate_fn
+
+        return SaliencyTransform, collate_fn
+    except ImportError:
+        pass
+    import numpy as np
+    import torch
+
+    class _Transform:
+        def __init__(self, resolution, crop_size=None, flip=True, train=True, mean=None, std=None,
+                     divide_by_max=True):
+            self.resolution, self.crop, self.flip, self.train = resolution, crop_size, flip, train
+            self.mean = torch.tensor(mean).view(3, 1, 1)
+            self.std = torch.tensor(std).view(3, 1, 1)
+            self.divide_by_max = divide_by_max
+
+        def __call__(self, batch):
+            from PIL import Image
+
+            out = {"pixel_values": [], "labels": []}
+            for image, mask in zip(batch["image"], batch["mask"]):
+                size = (self.resolution, self.resolution)
+                image = np.asarray(image.convert("RGB").resize(size, Image.BILINEAR), dtype=np.float32)
+                mask = np.asarray(mask.convert("L").resize(size, Image.NEAREST), dtype=np.float32)
+                x = torch.from_numpy(image).permute(2, 0, 1)
+                x = x / max(float(x.max()), 1e-6) if self.divide_by_max else x / 255
+                x = (x - self.mean) / self.std
+                y = torch.from_numpy(mask)[None] / 255
+                if self.train and self.crop and self.crop < self.resolution:
+                    top, left = (int(v) for v in torch.randint(0, self.resolution - self.crop + 1, (2,)))
+                    x = x[:, top:top + self.crop, left:left + self.crop]
+                    y = y[:, top:top + self.crop, left:left + self.crop]
+                if self.train and self.flip and torch.rand(()) < 0.5:
+                    x, y = x.flip(-1), y.flip(-1)
+                out["pixel_values"].append(x.contiguous())
+                out["labels"].append(y.contiguous())
+            return out
+
+    def _collate(rows):
+        return {k: torch.stack([r[k] for r in rows]) for k in ("pixel_values", "labels")}
+
+    return _Transform, _collate
+
+
+# ---------------------------------------------------------------------- model
+
+
+def build_model(args, logger):
+    from u2net_hub import U2Net
+    from u2net_hub.configs import Preprocessing
+
+    if args.init_from:
+        model = U2Net.from_pretrained(args.init_from)
+        if args.variant and args.variant != model.variant:
+            raise SystemExit(
+                f"--init_from {args.init_from} is a {model.variant!r} model but --variant {args.variant} was asked for"
+            )
+        origin = f"fine-tuned from {args.init_from}"
+    elif args.config:
+        try:
+            config = json.loads(Path(args.config).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:
+            raise SystemExit(f"--config {args.config}: cannot read it as JSON ({error})") from None
+        if not isinstance(config, dict):
+            raise SystemExit(f"--config {args.config} must hold a JSON object like config.json")
+        model = U2Net(**config)
+        origin = f"trained from scratch from {Path(args.config).name}"
+    else:
+        model = U2Net(variant=args.variant or "tiny")
+        origin = "trained from scratch"
+    pre = model.preprocessing
+    if pre.input_size != args.resolution:
+        logger.info(f"setting the model's input size to the training resolution {args.resolution} (was {pre.input_size})")
+        model.preprocessing = Preprocessing(args.resolution, pre.mean, pre.std, pre.divide_by_max)
+    return model, origin
+
+
+# ----------------------------------------------------------------------- main
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+
+    import torch
+    from accelerate import Accelerator
+    from accelerate.logging import get_logger
+    from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
+    from tqdm.auto import tqdm
+
+    from u2net_hub import training as T
+
+    SaliencyTransform, collate_fn = _data_transforms()
+    from u2net_hub.metrics import SODMetrics
+
+    started = time.time()
+    output_dir = Path(args.output_dir)
+    logging_dir = Path(args.logging_dir) if args.logging_dir else output_dir / "logs"
+    trackers = T.check_trackers(args.report_to)
+    mixed_precision = T.default_mixed_precision() if args.mixed_precision == "auto" else args.mixed_precision
+
+    accelerator = Accelerator(
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        mixed_precision=mixed_precision,
+        log_with=trackers or None,
+        project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(logging_dir)),
+        dataloader_config=DataLoaderConfiguration(even_batches=True),
+    )
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S", level=logging.INFO)
+    logger = get_logger("u2net.train")
+    for noisy in ("accelerate", "datasets", "httpx", "huggingface_hub"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+    world = accelerator.num_processes
+    accelerator.print(
+        f"world size: {world} | device: {accelerator.device} | mixed precision: {accelerator.mixed_precision} "
+        f"| channels_last: {args.channels_last} | distributed: {accelerator.distributed_type}"
+    )
+    set_seed(args.seed, device_specific=True)
+
+    if accelerator.is_main_process:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        for stale in T.remove_stale_temporaries(output_dir):
+            logger.info(f"removed {stale.name}, a checkpoint interrupted while being written")
+    accelerator.wait_for_everyone()
+
+    # -- data (the main process builds/caches first, the others then reuse the cache)
+    with accelerator.main_process_first():
+        train_dataset, eval_dataset, data_info = build_datasets(args, logger)
+    model, origin = build_model(args, logger)
+    pre = model.preprocessing
+    train_transform = SaliencyTransform(
+        resolution=args.resolution, crop_size=args.crop_size or None, flip=not args.no_flip, train=True,
+        mean=pre.mean, std=pre.std, divide_by_max=pre.divide_by_max,
+    )
+    eval_transform = SaliencyTransform(
+        resolution=args.resolution, train=False, mean=pre.mean, std=pre.std, divide_by_max=pre.divide_by_max,
+    )
+    train_sampler = T.EpochShuffleSampler(len(train_dataset), seed=args.seed)
+    train_dataloader = torch.utils.data.DataLoader(
+        train_dataset.with_transform(train_transform), batch_size=args.train_batch_size, sampler=train_sampler,
+        collate_fn=collate_fn, num_workers=args.dataloader_num_workers,
+        persistent_workers=args.dataloader_num_workers > 0, pin_memory=torch.cuda.is_available(),
+    )
+    eval_dataloader = None
+    if eval_dataset is not None and len(eval_dataset) > 0:
+        eval_dataloader = torch.utils.data.DataLoader(
+            eval_dataset.with_transform(eval_transform), batch_size=args.eval_batch_size, shuffle=False,
+            collate_fn=collate_fn, num_workers=args.dataloader_num_workers,
+        )
+
+    # -- model and optimisation
+    model.train()
+    if args.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    learning_rate = args.learning_rate
+    if args.scale_lr:
+        learning_rate *= world * args.train_batch_size * args.gradient_accumulation_steps / 12
+    optimizer = T.build_optimizer(
+        model.parameters(), lr=learning_rate, betas=(args.adam_beta1, args.adam_beta2), eps=args.adam_epsilon,
+        weight_decay=args.adam_weight_decay, device=accelerator.device,
+    )
+    batches_per_epoch = math.ceil(len(train_dataloader) / world)  # what each process sees after sharding
+    updates_per_epoch = math.ceil(batches_per_epoch / args.gradient_accumulation_steps)
+    if args.max_train_steps is None:
+        max_train_steps = args.num_train_epochs * updates_per_epoch
+    else:
+        max_train_steps = args.max_train_steps
+    num_epochs = math.ceil(max_train_steps / updates_per_epoch)
+    # Accelerate steps a prepared scheduler once per process for every optimizer step.
+    lr_scheduler = T.build_lr_scheduler(
+        optimizer, args.lr_scheduler, warmup_steps=args.lr_warmup_steps * world, total_steps=max_train_steps * world
+    )
+    model, optimizer, train_dataloader, lr_scheduler = accelerator.prepare(
+        model, optimizer, train_dataloader, lr_scheduler
+    )
+    if eval_dataloader is not None:
+        eval_dataloader = accelerator.prepare(eval_dataloader)
+    # Accelerate wraps the forward in autocast when it can; where it cannot (old CPUs), do it ourselves.
+    autocast = None
+    if accelerator.mixed_precision in ("bf16", "fp16") and not accelerator.native_amp:
+        dtype = torch.bfloat16 if accelerator.mixed_precision == "bf16" else torch.float16
+        autocast = lambda: torch.autocast(accelerator.device.type, dtype=dtype)  # noqa: E731
+
+    if trackers:
+        tracker_config = {k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool))}
+        tracker_config.pop("hub_token", None)
+        accelerator.init_trackers(args.tracker_project_name, config=tracker_config)
+
+    total_batch_size = args.train_batch_size * world * args.gradient_accumulation_steps
+    logger.info(
+        f"{len(train_dataset)} training images, {len(eval_dataset) if eval_dataset is not None else 0} validation "
+        f"images | {model_name(accelerator.unwrap_model(model))} {origin} | batch {args.train_batch_size} x "
+        f"{world} processes x {args.gradient_accumulation_steps} accumulation = {total_batch_size} | "
+        f"{max_train_steps} steps ({num_epochs} epochs of {updates_per_epoch})",
+        main_process_only=True,
+    )
+
+    # -- resume
+    global_step = 0
+    train_seconds = 0.0
+    first_epoch, skip_batches = 0, 0
+    resume_path = T.resolve_resume_checkpoint(args.resume_from_checkpoint, output_dir)
+    if args.resume_from_checkpoint and resume_path is None:
+        accelerator.print(f"no complete checkpoint in {output_dir} yet: starting a new run")
+    if resume_path is not None:
+        state = T.read_trainer_state(resume_path)
+        accelerator.load_state(str(resume_path))
+        global_step = int(state["global_step"])
+        train_seconds = float(state.get("train_seconds", 0.0))
+        first_epoch, skip_batches = T.resume_position(global_step, updates_per_epoch, args.gradient_accumulation_steps)
+        changed = {
+            key: (state.get(key), now) for key, now in
+            (("world_size", world), ("train_batch_size", args.train_batch_size),
+             ("gradient_accumulation_steps", args.gradient_accumulation_steps),
+             ("num_train_images", len(train_dataset)), ("seed", args.seed))
+            if state.get(key) != now
+        }
+        if changed:
+            accelerator.print(f"warning: resuming with different settings {changed}; the data position is approximate")
+        accelerator.print(f"resumed from {resume_path} at step {global_step} (epoch {first_epoch}, "
+                          f"skipping {skip_batches} batches)")
+
+    log = T.JsonlLog(output_dir / T.TRAIN_LOG_NAME, enabled=accelerator.is_main_process)
+    log.write({"event": "start", "world_size": world, "global_step": global_step, "max_train_steps": max_train_steps,
+               "mixed_precision": accelerator.mixed_precision, "resumed_from": str(resume_path) if resume_path else None,
+               "device": str(accelerator.device), "time": time.time()})
+
+    def trainer_state(epoch: int) -> dict:
+        return {
+            "epoch": epoch, "world_size": world, "train_batch_size": args.train_batch_size,
+            "gradient_accumulation_steps": args.gradient_accumulation_steps,
+            "num_train_images": len(train_dataset), "seed": args.seed, "max_train_steps": max_train_steps,
+            "train_seconds": train_seconds, "images_seen": global_step * total_batch_size,
+        }
+
+    metrics_factory = SODMetrics
+    last_metrics: dict = {}
+
+    def run_validation(step: int) -> dict:
+        if eval_dataloader is None:
+            return {}
+        results = T.evaluate(accelerator, model, eval_dataloader, metrics_factory,
+                             channels_last=args.channels_last, autocast=autocast, progress=True)
+        if results:
+            accelerator.log({f"val/{k}": v for k, v in results.items()}, step=step)
+            log.write({"event": "validation", "step": step, **results})
+            accelerator.print(
+                f"step {step}: validation maxF {results['maxF']:.4f}  MAE {results['MAE']:.4f}  "
+                f"Sm {results['Sm']:.4f}  loss {results['loss']:.4f}"
+            )
+        return results
+
+    progress = tqdm(total=max_train_steps, initial=global_step, desc="training", unit="step",
+                    disable=not accelerator.is_local_main_process, dynamic_ncols=True)
+    throughput = T.Throughput()
+    samples_this_process = 0
+    local_updates = 0
+    first_loss = None
+    forward_dtype = None
+    step_losses = []
+    last_checkpoint_step = global_step if resume_path is not None else None
+    step_started = time.perf_counter()
+
+    for epoch in range(first_epoch, num_epochs):
+        if global_step >= max_train_steps:
+            break
+        train_sampler.set_epoch(epoch)
+        train_dataloader.set_epoch(epoch)
+        loader = train_dataloader
+        if epoch == first_epoch and skip_batches:
+            loader = accelerator.skip_first_batches(train_dataloader, skip_batches)
+            loader.set_epoch(epoch)
+        for batch in loader:
+            loss, dtype = T.training_step(
+                accelerator, model, batch, optimizer, lr_scheduler,
+                max_grad_norm=args.max_grad_norm, channels_last=args.channels_last, autocast=autocast,
+            )
+            if forward_dtype is None:
+                forward_dtype = dtype
+                accelerator.print(f"forward pass dtype: {dtype}")
+            samples_this_process += batch["pixel_values"].shape[0]
+            step_losses.append(loss)
+            if not accelerator.sync_gradients:
+                continue
+            # -- one optimizer step done
+            global_step += 1
+            local_updates += 1
+            now = time.perf_counter()
+            train_seconds += now - step_started
+            step_loss = accelerator.reduce(torch.stack(step_losses).mean(), reduction="mean").item()
+            step_losses = []
+            if first_loss is None:
+                first_loss = step_loss
+            throughput.update(total_batch_size)
+            record = {"step": global_step, "epoch": epoch, "loss": step_loss, "lr": lr_scheduler.get_last_lr()[0]}
+            if throughput.value is not None:
+                record["images_per_s"] = throughput.value
+            accelerator.log(record, step=global_step)
+            log.write({"event": "train", **record})
+            postfix = {"loss": f"{step_loss:.4f}"}
+            if throughput.value is not None:
+                postfix["img/s"] = f"{throughput.value:.1f}"
+            if last_metrics:
+                postfix["maxF"] = f"{last_metrics['maxF']:.3f}"
+            progress.set_postfix(postfix, refresh=False)
+            progress.update(1)
+
+            if global_step % args.validation_steps == 0 and global_step < max_train_steps:
+                last_metrics = run_validation(global_step) or last_metrics
+                throughput.reset_clock()
+            if global_step % args.checkpointing_steps == 0 and global_step < max_train_steps:
+                path = T.save_checkpoint(accelerator, output_dir, global_step, trainer_state(epoch),
+                                         args.checkpoints_total_limit)
+                last_checkpoint_step = global_step
+                log.write({"event": "checkpoint", "step": global_step, "path": str(path)})
+                throughput.reset_clock()
+            step_started = time.perf_counter()
+            if global_step >= max_train_steps:
+                break
+    progress.close()
+
+    print(f"rank {accelerator.process_index}/{world}: {local_updates} optimizer steps on "
+          f"{samples_this_process} samples this run", flush=True)
+
+    # -- the end: last checkpoint, final validation, the model folder
+    if last_checkpoint_step != global_step:
+        T.save_checkpoint(accelerator, output_dir, global_step, trainer_state(num_epochs - 1),
+                          args.checkpoints_total_limit)
+        log.write({"event": "checkpoint", "step": global_step})
+    final_metrics = run_validation(global_step)
+    if not final_metrics:
+        final_metrics = last_metrics
+
+    exit_code = 0
+    if accelerator.is_main_process:
+        unwrapped = accelerator.unwrap_model(model)
+        unwrapped = unwrapped.to(memory_format=torch.contiguous_format).float().eval()
+        wall = time.time() - started
+        training_record = {
+            "dataset": data_info.get("dataset"),
+            "validation": data_info.get("validation", "none"),
+            "model": f"{unwrapped.variant} ({unwrapped.num_parameters:,} parameters), {origin}",
+            "recipe": (
+                f"resize {args.resolution}, random crop {args.crop_size or 'none'}, "
+                f"{'no flip' if args.no_flip else 'random horizontal flip'}, "
+                f"{'AdamW' if args.adam_weight_decay > 0 else 'Adam'} lr {learning_rate:g} "
+                f"(betas {args.adam_beta1}, {args.adam_beta2}, eps {args.adam_epsilon:g}, "
+                f"weight decay {args.adam_weight_decay:g}), {args.lr_scheduler} schedule"
+                f"{f' with {args.lr_warmup_steps} warmup steps' if args.lr_warmup_steps else ''}, "
+                "BCE-with-logits summed over the fused map and six side outputs"
+                f"{f', gradients clipped to {args.max_grad_norm:g}' if args.max_grad_norm else ''}"
+            ),
+            "steps": global_step,
+            "batch size": f"{total_batch_size} ({args.train_batch_size} per process x {world} processes x "
+                          f"{args.gradient_accumulation_steps} accumulation)",
+            "images seen": global_step * total_batch_size,
+            "precision": f"{accelerator.mixed_precision} mixed precision" if accelerator.mixed_precision != "no"
+            else "fp32",
+            "hardware": hardware_description(accelerator),
+            "training time": T.format_duration(train_seconds),
+            "wall time": T.format_duration(wall) + (" (this session)" if resume_path else ""),
+            "command": T.redacted_command(launcher=launcher_prefix(world)),
+        }
+        if data_info.get("dataset_id"):
+            training_record["dataset_id"] = data_info["dataset_id"]
+        card_metrics = {k: v for k, v in final_metrics.items() if k not in ("num_images", "count")}
+        metrics_dataset = None
+        if card_metrics:
+            metrics_dataset = (f"{data_info.get('validation')} at {args.resolution}x{args.resolution} "
+                               f"(validation during training, step {global_step})")
+        card_kwargs = {"training": training_record, "metrics": card_metrics, "metrics_dataset": metrics_dataset}
+        save_model(unwrapped, output_dir, card_kwargs)
+        summary = {"event": "end", "global_step": global_step, "first_loss": first_loss, "metrics": card_metrics,
+                   "train_seconds": train_seconds, "wall_seconds": wall, "forward_dtype": str(forward_dtype)}
+        log.write(summary)
+        accelerator.print(f"saved the model to {output_dir} (step {global_step}, {T.format_duration(wall)})")
+        if args.push_to_hub:
+            exit_code = push_to_hub(args, output_dir, unwrapped, card_kwargs)
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return exit_code
+
+
+def save_model(model, output_dir: Path, card_kwargs: dict) -> None:
+    """save_pretrained, and (re)write the model card: the mixin keeps an existing README.md, which after a
+    resumed or repeated run would describe the previous one."""
+    model.save_pretrained(output_dir, model_card_kwargs=card_kwargs)
+    model.generate_model_card(**card_kwargs).save(output_dir / "README.md")
+
+
+def model_name(model) -> str:
+    return f"U2Net-{model.variant}"
+
+
+def hardware_description(accelerator) -> str:
+    import platform
+
+    import torch
+
+    if accelerator.device.type == "cuda":
+        return f"{accelerator.num_processes} x {torch.cuda.get_device_name(accelerator.device)}"
+    cpu = platform.processor() or platform.machine()
+    return f"{accelerator.num_processes} CPU process(es), {os.cpu_count()} cores ({cpu})"
+
+
+def launcher_prefix(world: int) -> str | None:
+    """How the script was started, as far as the environment tells (for the model card's command)."""
+    if "ACCELERATE_MIXED_PRECISION" in os.environ or world > 1:
+        parts = ["accelerate launch"]
+        if world > 1:
+            parts.append(f"--num_processes {world}")
+        return " ".join(parts)
+    return "python"
+
+
+def push_to_hub(args, output_dir: Path, model, card_kwargs: dict) -> int:
+    """Upload the saved folder (not the checkpoints) to the Hub; return the exit code."""
+    from huggingface_hub import constants
+
+    repo_id = args.hub_model_id or output_dir.resolve().name
+    if constants.HF_HUB_OFFLINE:
+        print(
+            f"cannot push to the Hub: HF_HUB_OFFLINE is set. Everything is saved in {output_dir}; upload it later with\n"
+            f"  hf upload {repo_id} {output_dir} . --exclude 'checkpoint-*/*' '.checkpoint-*/*'",
+            file=sys.stderr, flush=True,
+        )
+        return EXIT_PUSH_FAILED
+    try:
+        from huggingface_hub import create_repo, upload_folder
+
+        repo_id = create_repo(repo_id, private=args.hub_private_repo, token=args.hub_token, exist_ok=True).repo_id
+        # The card's usage snippet names the repo: write it again with the real id before uploading.
+        save_model(model, output_dir, dict(card_kwargs, repo_id=repo_id))
+        upload_folder(
+            repo_id=repo_id, folder_path=str(output_dir), token=args.hub_token,
+            commit_message=f"Upload U2Net ({model.variant}) trained with u2net-hub",
+            ignore_patterns=["checkpoint-*", "checkpoint-*/**", ".checkpoint-*", ".checkpoint-*/**"],
+        )
+    except Exception as error:  # network, auth, permissions: the local save is intact either way
+        print(f"could not push to the Hub ({type(error).__name__}: {error}). Everything is saved in {output_dir}.",
+              file=sys.stderr, flush=True)
+        return EXIT_PUSH_FAILED
+    print(f"pushed to https://huggingface.co/{repo_id}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,481 @@
+"""The pieces of `train/train.py` that deserve tests: checkpoints that survive a kill,
+the data order that makes resuming exact, the training step and the validation loop.
+
+The script itself only parses arguments and wires these together.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shutil
+import sys
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+import torch
+from torch import nn
+
+from .losses import deep_supervision_loss
+
+CHECKPOINT_PREFIX = "checkpoint-"
+#: Written last into a checkpoint folder; a folder without it is not a checkpoint.
+TRAINER_STATE_NAME = "trainer_state.json"
+TRAIN_LOG_NAME = "train_log.jsonl"
+_CHECKPOINT_RE = re.compile(rf"^{CHECKPOINT_PREFIX}(\d+)$")
+_TEMP_RE = re.compile(rf"^\.{CHECKPOINT_PREFIX}(\d+)\.(tmp|old)$")
+
+LR_SCHEDULERS = ("constant", "constant_with_warmup", "linear", "cosine")
+
+
+# --------------------------------------------------------------------- hardware
+
+
+def cpu_has_native_bf16() -> bool:
+    """True on x86 CPUs with AVX-512 BF16 or AMX (Linux), where bf16 convolutions beat fp32.
+
+    Plain AVX-512 CPUs emulate bf16 and gain little, so they do not count.
+    """
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    except OSError:
+        pass
+    return False
+
+
+def default_mixed_precision(use_cpu: bool | None = None) -> str:
+    """'bf16' on CUDA GPUs with bf16 and on CPUs with native bf16, otherwise 'no'."""
+    if use_cpu is None:
+        use_cpu = os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
+    if not use_cpu and torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "no"
+    return "bf16" if cpu_has_native_bf16() else "no"
+
+
+def build_optimizer(
+    parameters: Iterable[nn.Parameter],
+    *,
+    lr: float,
+    betas: tuple[float, float],
+    eps: float,
+    weight_decay: float,
+    device: torch.device,
+) -> torch.optim.Optimizer:
+    """Adam as in the paper (AdamW when weight decay is asked for); the fused kernel on CUDA."""
+    kwargs: dict[str, Any] = {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay}
+    if torch.device(device).type == "cuda":
+        kwargs["fused"] = True
+    cls = torch.optim.AdamW if weight_decay > 0 else torch.optim.Adam
+    return cls(parameters, **kwargs)
+
+
+def build_lr_scheduler(
+    optimizer: torch.optim.Optimizer, name: str, *, warmup_steps: int, total_steps: int
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """constant (the paper), constant_with_warmup, linear or cosine decay to 0 after a linear warmup."""
+    if name not in LR_SCHEDULERS:
+        raise ValueError(f"unknown lr scheduler {name!r}; choose one of {list(LR_SCHEDULERS)}")
+    warmup_steps = max(0, int(warmup_steps))
+    total_steps = max(1, int(total_steps))
+
+    def factor(step: int) -> float:
+        if name == "constant":
+            return 1.0
+        if step < warmup_steps:
+            return (step + 1) / (warmup_steps + 1)
+        if name == "constant_with_warmup":
+            return 1.0
+        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        if name == "linear":
+            return 1.0 - progress
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+# ------------------------------------------------------------------ data order
+
+
+class EpochShuffleSampler(torch.utils.data.Sampler[int]):
+    """A shuffle that depends only on (seed, epoch).
+
+    Every process draws the same permutation (Accelerate then shards it), and a
+    resumed run can rebuild the interrupted epoch's order and skip what was seen.
+    """
+
+    def __init__(self, num_samples: int, seed: int = 0):
+        if num_samples < 1:
+            raise ValueError("the training set is empty")
+        self.num_samples = num_samples
+        self.seed = int(seed)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return iter(torch.randperm(self.num_samples, generator=generator).tolist())
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+
+def resume_position(global_step: int, updates_per_epoch: int, gradient_accumulation_steps: int) -> tuple[int, int]:
+    """(epoch, batches of that epoch already consumed by each process) after `global_step` optimizer steps."""
+    if updates_per_epoch < 1:
+        raise ValueError("updates_per_epoch must be >= 1")
+    epoch = global_step // updates_per_epoch
+    return epoch, (global_step - epoch * updates_per_epoch) * gradient_accumulation_steps
+
+
+# ----------------------------------------------------------------- checkpoints
+
+
+def checkpoint_step(path: str | os.PathLike) -> int | None:
+    match = _CHECKPOINT_RE.match(Path(path).name)
+    return int(match.group(1)) if match else None
+
+
+def is_complete_checkpoint(path: str | os.PathLike) -> bool:
+    """A `checkpoint-<int>` folder whose trainer state (written last) is readable and says so."""
+    path = Path(path)
+    if checkpoint_step(path) is None or not path.is_dir():
+        return False
+    try:
+        state = json.loads((path / TRAINER_STATE_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(state, dict) and state.get("complete") is True and state.get("global_step") == checkpoint_step(path)
+
+
+def list_checkpoints(output_dir: str | os.PathLike) -> list[Path]:
+    """Complete checkpoints in `output_dir`, oldest (lowest step) first."""
+    output_dir = Path(output_dir)
+    if not output_dir.is_dir():
+        return []
+    found = [p for p in output_dir.iterdir() if is_complete_checkpoint(p)]
+    return sorted(found, key=lambda p: checkpoint_step(p))
+
+
+def latest_checkpoint(output_dir: str | os.PathLike) -> Path | None:
+    checkpoints = list_checkpoints(output_dir)
+    return checkpoints[-1] if checkpoints else None
+
+
+def resolve_resume_checkpoint(value: str | None, output_dir: str | os.PathLike) -> Path | None:
+    """`latest` -> the newest complete checkpoint in output_dir (None if there is none yet); a path -> that one."""
+    if not value:
+        return None
+    if value == "latest":
+        return latest_checkpoint(output_dir)
+    path = Path(value)
+    if not path.is_dir() and (Path(output_dir) / value).is_dir():
+        path = Path(output_dir) / value
+    if not path.is_dir():
+        raise FileNotFoundError(f"--resume_from_checkpoint {value}: no such folder")
+    if not is_complete_checkpoint(path):
+        raise ValueError(
+            f"{path} is not a complete checkpoint (a checkpoint-<step> folder with a {TRAINER_STATE_NAME} "
+            "marking it complete); it was probably interrupted while being written. Use 'latest' to pick "
+            "the newest complete one."
+        )
+    return path
+
+
+def read_trainer_state(checkpoint: str | os.PathLike) -> dict[str, Any]:
+    return json.loads((Path(checkpoint) / TRAINER_STATE_NAME).read_text(encoding="utf-8"))
+
+
+def remove_stale_temporaries(output_dir: str | os.PathLike) -> list[Path]:
+    """Delete `.checkpoint-<step>.tmp/.old` folders left by a run that was killed while saving."""
+    output_dir = Path(output_dir)
+    removed = []
+    if output_dir.is_dir():
+        for path in output_dir.iterdir():
+            if path.is_dir() and _TEMP_RE.match(path.name):
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(path)
+    return removed
+
+
+def _write_json_durably(path: Path, data: dict[str, Any]) -> None:
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump(data, handle, indent=2, sort_keys=True)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def save_checkpoint(
+    accelerator,
+    output_dir: str | os.PathLike,
+    global_step: int,
+    trainer_state: dict[str, Any],
+    total_limit: int | None = None,
+) -> Path:
+    """`accelerator.save_state` into `.checkpoint-<step>.tmp`, mark it complete, then rename it into place.
+
+    Collective: every process must call it (each one writes its RNG state).
+    A kill at any moment leaves either the previous complete checkpoints or
+    the new one, never a folder that `latest` would pick up half-written.
+    """
+    output_dir = Path(output_dir)
+    final = output_dir / f"{CHECKPOINT_PREFIX}{global_step}"
+    temporary = output_dir / f".{CHECKPOINT_PREFIX}{global_step}.tmp"
+    if accelerator.is_main_process:
+        if temporary.exists():
+            shutil.rmtree(temporary)
+        temporary.mkdir(parents=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(temporary), safe_serialization=True)
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        state = dict(trainer_state, global_step=int(global_step), complete=True, saved_at=time.time())
+        _write_json_durably(temporary / TRAINER_STATE_NAME, state)
+        _fsync_dir(temporary)
+        if final.exists():  # the same step saved again (e.g. a resumed run that had nothing left to do)
+            old = output_dir / f".{CHECKPOINT_PREFIX}{global_step}.old"
+            if old.exists():
+                shutil.rmtree(old)
+            os.replace(final, old)
+            os.replace(temporary, final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(temporary, final)
+        _fsync_dir(output_dir)
+        if total_limit is not None and total_limit > 0:
+            for stale in list_checkpoints(output_dir)[:-total_limit]:
+                shutil.rmtree(stale, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    return final
+
+
+# ------------------------------------------------------------------- the step
+
+
+def to_channels_last(x: torch.Tensor) -> torch.Tensor:
+    return x.contiguous(memory_format=torch.channels_last) if x.ndim == 4 else x
+
+
+def training_step(
+    accelerator,
+    model: nn.Module,
+    batch: dict[str, torch.Tensor],
+    optimizer: torch.optim.Optimizer,
+    lr_scheduler,
+    *,
+    max_grad_norm: float | None = None,
+    channels_last: bool = True,
+    autocast: Callable[[], Any] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One micro-batch: forward (under autocast), deep-supervision loss in fp32, backward, and the
+    optimizer/scheduler step when gradients are synchronised (Accelerate's gradient accumulation).
+
+    Returns the detached loss and the dtype the forward pass produced (to confirm autocast is on).
+    """
+    pixel_values = batch["pixel_values"]
+    if channels_last:
+        pixel_values = to_channels_last(pixel_values)
+    with accelerator.accumulate(model):
+        if autocast is not None:
+            with autocast():
+                output = model(pixel_values)
+        else:
+            output = model(pixel_values)
+        loss = deep_supervision_loss(output, batch["labels"])
+        accelerator.backward(loss)
+        if accelerator.sync_gradients and max_grad_norm:
+            accelerator.clip_grad_norm_(model.parameters(), max_grad_norm)
+        optimizer.step()
+        lr_scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+    return loss.detach(), output.logits.dtype
+
+
+class Throughput:
+    """Images per second over the last `window` optimizer steps."""
+
+    def __init__(self, window: int = 20):
+        self._marks: deque[tuple[float, int]] = deque(maxlen=window + 1)
+        self.images = 0
+
+    def update(self, images: int) -> None:
+        self.images += images
+        self._marks.append((time.perf_counter(), self.images))
+
+    def reset_clock(self) -> None:
+        """Forget the marks (after validation or checkpointing, which are not training time)."""
+        self._marks.clear()
+
+    @property
+    def value(self) -> float | None:
+        if len(self._marks) < 2:
+            return None
+        (t0, n0), (t1, n1) = self._marks[0], self._marks[-1]
+        return (n1 - n0) / (t1 - t0) if t1 > t0 else None
+
+
+class JsonlLog:
+    """Append-only machine-readable log (one JSON object per line); written by the main process only."""
+
+    def __init__(self, path: str | os.PathLike, enabled: bool = True):
+        self.path = Path(path)
+        self.enabled = enabled
+
+    def write(self, record: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        with open(self.path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record, sort_keys=True) + "\n")
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
+    with open(path, encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+# ----------------------------------------------------------------- validation
+
+
+@torch.no_grad()
+def evaluate(
+    accelerator,
+    model: nn.Module,
+    dataloader,
+    metrics_factory: Callable[[], Any],
+    *,
+    channels_last: bool = True,
+    autocast: Callable[[], Any] | None = None,
+    progress: bool = False,
+) -> dict[str, float]:
+    """Validation loss and saliency metrics at the training resolution, over the whole set exactly once.
+
+    Each process predicts its shard; `gather_for_metrics` brings the uint8
+    maps to the main process and drops the samples Accelerate repeated to
+    even out the last batch. Every process returns the same dict.
+    """
+    from tqdm.auto import tqdm
+
+    was_training = model.training
+    model.eval()
+    metrics = metrics_factory() if accelerator.is_main_process else None
+    loss_sum = torch.zeros((), device=accelerator.device, dtype=torch.float64)
+    count = torch.zeros((), device=accelerator.device, dtype=torch.float64)
+    batches = tqdm(dataloader, desc="validation", leave=False, disable=not (progress and accelerator.is_main_process))
+    for batch in batches:
+        pixel_values = batch["pixel_values"]
+        if channels_last:
+            pixel_values = to_channels_last(pixel_values)
+        if autocast is not None:
+            with autocast():
+                output = model(pixel_values)
+        else:
+            output = model(pixel_values)
+        labels = batch["labels"]
+        per_sample = torch.nn.functional.binary_cross_entropy_with_logits(
+            output.logits.float(), labels.float(), reduction="none"
+        ).mean(dim=(1, 2, 3))
+        probability = torch.sigmoid(output.logits.float())
+        prediction = (probability * 255).round().to(torch.uint8)
+        truth = (labels.float().clamp(0, 1) * 255).round().to(torch.uint8)
+        prediction, truth, per_sample = accelerator.gather_for_metrics((prediction, truth, per_sample))
+        loss_sum += per_sample.double().sum()
+        count += per_sample.numel()
+        if metrics is not None:
+            for pred, gt in zip(prediction.cpu().numpy(), truth.cpu().numpy()):
+                metrics.update(pred[0], gt[0])
+    if was_training:
+        model.train()
+    results: dict[str, float] = {}
+    if metrics is not None and count.item() > 0:
+        results = {key: float(value) for key, value in metrics.compute().items()}
+        results["loss"] = float(loss_sum.item() / count.item())
+        results["num_images"] = int(count.item())
+    # Share the main process's numbers so every rank logs/returns the same thing.
+    payload = [results]
+    if accelerator.num_processes > 1:
+        from accelerate.utils import broadcast_object_list
+
+        broadcast_object_list(payload, from_process=0)
+    return payload[0]
+
+
+# ------------------------------------------------------------------ reporting
+
+
+def check_trackers(report_to: str) -> list[str]:
+    """The trackers to hand to Accelerate; fail loudly where Accelerate would quietly record nothing."""
+    if report_to in (None, "", "none"):
+        return []
+    wanted = ["tensorboard", "wandb"] if report_to == "all" else [report_to]
+    for name in wanted:
+        if name == "tensorboard":
+            try:
+                import tensorboard  # noqa: F401
+            except ImportError:
+                raise SystemExit(
+                    "--report_to tensorboard needs the tensorboard package (pip install tensorboard); "
+                    "without it Accelerate would silently record nothing"
+                ) from None
+        elif name == "wandb":
+            try:
+                import wandb  # noqa: F401
+            except ImportError:
+                raise SystemExit("--report_to wandb needs the wandb package (pip install wandb)") from None
+        else:
+            raise SystemExit(f"unknown --report_to {name!r}; choose none, tensorboard, wandb or all")
+    return wanted
+
+
+def format_duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h {minutes:02d}m {secs:02d}s"
+    if minutes:
+        return f"{minutes}m {secs:02d}s"
+    return f"{secs}s"
+
+
+def redacted_command(argv: list[str] | None = None, launcher: str | None = None) -> str:
+    """The command line for the model card, with any --hub_token value hidden."""
+    import shlex
+
+    argv = list(sys.argv if argv is None else argv)
+    cleaned: list[str] = []
+    hide_next = False
+    for arg in argv:
+        if hide_next:
+            cleaned.append("***")
+            hide_next = False
+        elif arg == "--hub_token":
+            cleaned.append(arg)
+            hide_next = True
+        elif arg.startswith("--hub_token="):
+            cleaned.append("--hub_token=***")
+        else:
+            cleaned.append(arg)
+    command = shlex.join(cleaned)
+    return f"{launcher} {command}" if launcher else command
