@@ -64,7 +64,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     recipe = parser.add_argument_group("recipe (the paper's defaults)")
     recipe.add_argument("--resolution", type=int, default=320, help="images and masks are resized to this square")
     recipe.add_argument("--crop_size", type=int, default=288, help="random crop after resizing (0: no crop)")
-    recipe.add_argument("--no_flip", action="store_true", help="disable the random horizontal flip")
+    recipe.add_argument("--random_flip", choices=["horizontal", "vertical", "both", "none"], default="horizontal",
+                        help="the paper flips horizontally, the authors' code vertically")
     recipe.add_argument("--train_batch_size", type=int, default=12, help="per process")
     recipe.add_argument("--eval_batch_size", type=int, default=None, help="per process (default: train batch size)")
     recipe.add_argument("--learning_rate", type=float, default=1e-3)
@@ -219,53 +220,6 @@ def _parse_holdout(value: str) -> float | int | None:
     raise SystemExit(f"--validation_split {value!r}: a fraction must lie in (0, 1) and a count must be an integer >= 1")
 
 
-def _data_transforms():
-    """The data package's transforms; a minimal stand-in until u2net_hub.data ships them (TEMPORARY)."""
-    try:
-        from u2net_hub.data import SaliencyTransform, collate_fn
-
-        return SaliencyTransform, collate_fn
-    except ImportError:
-        pass
-    import numpy as np
-    import torch
-
-    class _Transform:
-        def __init__(self, resolution, crop_size=None, flip=True, train=True, mean=None, std=None,
-                     divide_by_max=True):
-            self.resolution, self.crop, self.flip, self.train = resolution, crop_size, flip, train
-            self.mean = torch.tensor(mean).view(3, 1, 1)
-            self.std = torch.tensor(std).view(3, 1, 1)
-            self.divide_by_max = divide_by_max
-
-        def __call__(self, batch):
-            from PIL import Image
-
-            out = {"pixel_values": [], "labels": []}
-            for image, mask in zip(batch["image"], batch["mask"]):
-                size = (self.resolution, self.resolution)
-                image = np.asarray(image.convert("RGB").resize(size, Image.BILINEAR), dtype=np.float32)
-                mask = np.asarray(mask.convert("L").resize(size, Image.NEAREST), dtype=np.float32)
-                x = torch.from_numpy(image).permute(2, 0, 1)
-                x = x / max(float(x.max()), 1e-6) if self.divide_by_max else x / 255
-                x = (x - self.mean) / self.std
-                y = torch.from_numpy(mask)[None] / 255
-                if self.train and self.crop and self.crop < self.resolution:
-                    top, left = (int(v) for v in torch.randint(0, self.resolution - self.crop + 1, (2,)))
-                    x = x[:, top:top + self.crop, left:left + self.crop]
-                    y = y[:, top:top + self.crop, left:left + self.crop]
-                if self.train and self.flip and torch.rand(()) < 0.5:
-                    x, y = x.flip(-1), y.flip(-1)
-                out["pixel_values"].append(x.contiguous())
-                out["labels"].append(y.contiguous())
-            return out
-
-    def _collate(rows):
-        return {k: torch.stack([r[k] for r in rows]) for k in ("pixel_values", "labels")}
-
-    return _Transform, _collate
-
-
 # ---------------------------------------------------------------------- model
 
 
@@ -312,8 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     from tqdm.auto import tqdm
 
     from u2net_hub import training as T
-
-    SaliencyTransform, collate_fn = _data_transforms()
+    from u2net_hub.data import SaliencyTransform, collate_fn
     from u2net_hub.metrics import SODMetrics
 
     started = time.time()
@@ -353,11 +306,11 @@ def main(argv: list[str] | None = None) -> int:
     model, origin = build_model(args, logger)
     pre = model.preprocessing
     train_transform = SaliencyTransform(
-        resolution=args.resolution, crop_size=args.crop_size or None, flip=not args.no_flip, train=True,
+        resolution=args.resolution, crop_size=args.crop_size or None, flip=args.random_flip, train=True,
         mean=pre.mean, std=pre.std, divide_by_max=pre.divide_by_max,
     )
     eval_transform = SaliencyTransform(
-        resolution=args.resolution, train=False, mean=pre.mean, std=pre.std, divide_by_max=pre.divide_by_max,
+        resolution=args.resolution, crop_size=None, train=False, mean=pre.mean, std=pre.std, divide_by_max=pre.divide_by_max,
     )
     train_sampler = T.EpochShuffleSampler(len(train_dataset), seed=args.seed)
     train_dataloader = torch.utils.data.DataLoader(
@@ -566,7 +519,7 @@ def main(argv: list[str] | None = None) -> int:
             "model": f"{unwrapped.variant} ({unwrapped.num_parameters:,} parameters), {origin}",
             "recipe": (
                 f"resize {args.resolution}, random crop {args.crop_size or 'none'}, "
-                f"{'no flip' if args.no_flip else 'random horizontal flip'}, "
+                f"{'no flip' if args.random_flip == 'none' else f'random {args.random_flip} flip'}, "
                 f"{'AdamW' if args.adam_weight_decay > 0 else 'Adam'} lr {learning_rate:g} "
                 f"(betas {args.adam_beta1}, {args.adam_beta2}, eps {args.adam_epsilon:g}, "
                 f"weight decay {args.adam_weight_decay:g}), {args.lr_scheduler} schedule"
