@@ -293,23 +293,40 @@ def normalize_map(probability: np.ndarray, out: np.ndarray | None = None) -> np.
 
     ``out=probability`` works in place (no extra full-size copy for big photos).
     """
-    low, high = float(probability.min()), float(probability.max())
-    if high - low <= 1e-12:
+    low, high = np.float32(probability.min()), np.float32(probability.max())
+    span = np.float32(high - low)  # in float32, so the maximum maps to exactly 1.0
+    if span <= 1e-12:
         return probability
-    out = np.subtract(probability, np.float32(low), out=out, dtype=np.float32)
-    out *= np.float32(1.0 / (high - low))
+    out = np.subtract(probability, low, out=out, dtype=np.float32)
+    out /= span
     return np.clip(out, 0.0, 1.0, out=out)
 
 
+#: Above this many output pixels, maps are resized in horizontal bands straight into the result.
+_BANDED_RESIZE_PIXELS = 1 << 22
+
+
 def resize_probability(probability: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Bilinear resize of a float map to ``size`` (width, height) through PIL's float32 "F" mode."""
+    """Bilinear resize of a float map to ``size`` (width, height) through PIL's float32 "F" mode.
+
+    Large outputs are produced band by band (PIL's ``box`` argument keeps the
+    sampling grid of the whole image), so a 6000x4000 result costs one float32
+    plane and no full-size temporary copies.
+    """
     probability = np.ascontiguousarray(probability, dtype=np.float32)
-    if (probability.shape[1], probability.shape[0]) == tuple(size):
+    width, height = int(size[0]), int(size[1])
+    if (probability.shape[1], probability.shape[0]) == (width, height):
         return probability
-    resized = Image.fromarray(probability, mode="F").resize(tuple(size), Image.Resampling.BILINEAR)
-    out = np.asarray(resized, dtype=np.float32)
-    if not out.flags.writeable:
-        out = out.copy()
+    source = Image.fromarray(probability, mode="F")
+    src_h, src_w = probability.shape
+    out = np.empty((height, width), dtype=np.float32)
+    band = height if width * height <= _BANDED_RESIZE_PIXELS else max(1, (1 << 20) // width)
+    scale = src_h / height
+    for top in range(0, height, band):
+        bottom = min(height, top + band)
+        box = None if band == height else (0.0, top * scale, float(src_w), bottom * scale)
+        piece = source.resize((width, bottom - top), Image.Resampling.BILINEAR, box=box)
+        out[top:bottom] = np.asarray(piece, dtype=np.float32)
     return np.clip(out, 0.0, 1.0, out=out)
 
 
@@ -338,11 +355,21 @@ def to_mask(probability: np.ndarray, threshold: float | None = None) -> Image.Im
     """A [0, 1] float map -> 8-bit PIL "L" (0..255, rounded); with ``threshold`` a hard 0/255 mask."""
     if threshold is not None:
         threshold = check_threshold(threshold)
-    if threshold:
-        return Image.fromarray(((probability >= threshold) * np.uint8(255)).astype(np.uint8), mode="L")
-    scaled = probability * np.float32(255.0)
-    scaled += np.float32(0.5)
-    return Image.fromarray(scaled.astype(np.uint8), mode="L")
+    probability = np.asarray(probability)
+    if probability.ndim != 2:
+        raise ValueError(f"expected one H x W probability map, got shape {probability.shape}")
+    out = np.empty(probability.shape, dtype=np.uint8)
+    rows = max(1, (1 << 20) // max(1, probability.shape[1]))  # ~4 MB of float32 at a time: no full-size temporaries
+    for top in range(0, probability.shape[0], rows):
+        block = probability[top : top + rows]
+        if threshold:
+            out[top : top + rows] = np.where(block >= threshold, np.uint8(255), np.uint8(0))
+        else:
+            scaled = block * np.float32(255.0)
+            scaled += np.float32(0.5)
+            np.clip(scaled, 0, 255, out=scaled)
+            out[top : top + rows] = scaled.astype(np.uint8)
+    return Image.fromarray(out, mode="L")
 
 
 def check_threshold(threshold: float) -> float:
