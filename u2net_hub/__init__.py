@@ -21,3 +21,7 @@ from .inference import Prediction, predict  # noqa: E402
 from .processing import ImageLoadError  # noqa: E402
 
 __all__ += ["Prediction", "predict", "ImageLoadError"]
+
+from .metrics import SODMetrics  # noqa: E402
+
+__all__ += ["SODMetrics"]
