@@ -1,6 +1,11 @@
 """Data for training and evaluation: synthetic scenes, dataset loading, paired image/mask transforms."""
 
+from .loading import DatasetLoadError, load_saliency_dataset, pair_folders, split_for_validation
 from .synthetic import make_synthetic_dataset, render_synthetic_sample
 from .transforms import SaliencyTransform, collate_fn, mask_to_pil
 
-__all__ = ["make_synthetic_dataset", "render_synthetic_sample", "SaliencyTransform", "collate_fn", "mask_to_pil"]
+__all__ = [
+    "make_synthetic_dataset", "render_synthetic_sample",
+    "load_saliency_dataset", "split_for_validation", "pair_folders", "DatasetLoadError",
+    "SaliencyTransform", "collate_fn", "mask_to_pil",
+]
