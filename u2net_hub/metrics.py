@@ -187,24 +187,35 @@ def load_mask(path) -> Image.Image:
 
 
 def mask_boundary(mask: np.ndarray) -> np.ndarray:
-    """Boundary of a binary mask: the mask XOR its erosion by the 3x3 square.
+    """Boundary of a binary mask: the mask XOR its erosion by the 3x3 square (8-neighbourhood).
 
     The erosion treats pixels outside the image as foreground (OpenCV's
     default border for ``erode``), so where an object touches the image frame
     the frame is not a boundary; an all-foreground mask has no boundary.
     """
-    from scipy import ndimage
+    import cv2
 
     mask = np.asarray(mask, dtype=bool)
-    eroded = ndimage.binary_erosion(mask, structure=_EROSION_ELEMENT, border_value=1)
+    eroded = cv2.erode(mask.astype(np.uint8), _EROSION_ELEMENT.astype(np.uint8)).astype(bool)
     return mask & ~eroded
 
 
-def _near(boundary: np.ndarray, radius: float) -> np.ndarray:
-    """Pixels whose Euclidean distance to the nearest ``boundary`` pixel is at most ``radius``."""
-    from scipy import ndimage
+def _disk(radius: float) -> np.ndarray:
+    """All integer offsets (dy, dx) with dy^2 + dx^2 <= radius^2."""
+    r = int(math.floor(radius))
+    yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
+    return (yy * yy + xx * xx <= radius * radius).astype(np.uint8)
 
-    return ndimage.distance_transform_edt(~boundary) <= radius
+
+def _near(boundary: np.ndarray, radius: float) -> np.ndarray:
+    """Pixels whose Euclidean distance to the nearest ``boundary`` pixel is at most ``radius``.
+
+    Pixel offsets are integers, so this is exactly a dilation by the disk of
+    offsets within ``radius`` (much faster than a distance transform).
+    """
+    import cv2
+
+    return cv2.dilate(boundary.astype(np.uint8), _disk(radius)).astype(bool)
 
 
 def relaxed_boundary_fmeasure(
