@@ -278,19 +278,27 @@ def _undecoded(dataset, columns: list[str]):
     return dataset
 
 
-def _open_cell(value: Any, what: str):
-    """A PIL image from a dataset cell: an undecoded {bytes, path} dict, a path, a PIL image or an array."""
-    from PIL import Image
-
+def _unwrap_cell(value: Any, what: str) -> Any:
+    """The encoded bytes or path of an undecoded Image cell (other cells pass through)."""
+    if isinstance(value, dict):
+        value = value.get("bytes") or value.get("path")
     if value is None:
         raise LookupError(f"the {what} is missing")
-    if isinstance(value, dict):
-        if value.get("bytes"):
-            value = value["bytes"]
-        elif value.get("path"):
-            value = value["path"]
-        else:
-            raise LookupError(f"the {what} is missing")
+    return value
+
+
+def _open_image_cell(value: Any):
+    """The input image exactly as `u2net predict` reads it (EXIF orientation, alpha over white, any mode)."""
+    from ..processing import load_image
+
+    return load_image(_unwrap_cell(value, "image"))
+
+
+def _open_cell(value: Any, what: str):
+    """A PIL image (mask) from a dataset cell: an undecoded {bytes, path} dict, a path, a PIL image or an array."""
+    from PIL import Image
+
+    value = _unwrap_cell(value, what)
     if isinstance(value, (bytes, bytearray)):
         with Image.open(io.BytesIO(value)) as image:
             image.load()
@@ -347,7 +355,7 @@ def _score_model(args, metrics, per_image: list, unreadable: list, progress) -> 
             for offset, (image_cell, mask_cell) in enumerate(zip(rows[args.image_column], rows[args.mask_column])):
                 index = start + offset
                 try:
-                    image = _open_cell(image_cell, "image").convert("RGB")
+                    image = _open_image_cell(image_cell)
                     mask = _open_cell(mask_cell, "mask")
                 except LookupError as error:
                     unmatched.append({"item": f"row {index}", "reason": str(error)})
