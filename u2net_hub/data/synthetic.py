@@ -59,7 +59,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFile, ImageFilter, ImageFont
+from PIL import Image, ImageChops, ImageDraw, ImageFile, ImageFilter, ImageFont, ImageOps, ImageStat
 
 __all__ = ["make_synthetic_dataset", "render_synthetic_sample", "texture_names", "SUPERSAMPLE"]
 
@@ -193,12 +193,12 @@ def _mean_colour(pixels: np.ndarray, weight: np.ndarray | None = None) -> np.nda
     return sub_weight @ sub / total
 
 
-def _duotone(t: np.ndarray, dark: np.ndarray, light: np.ndarray) -> np.ndarray:
-    return dark + t[..., None] * (light - dark)
+def _byte_colour(colour: np.ndarray) -> tuple[int, int, int]:
+    return tuple(int(v * 255 + 0.5) for v in np.clip(colour, 0, 1))
 
 
-def _texture_patch(rng: np.random.Generator, name: str, w: int, h: int, gray: bool = False) -> np.ndarray:
-    """A randomly scaled, rotated, mirrored crop of a real texture: float32 (h, w, 1 or 3) in [0, 1]."""
+def _texture_patch(rng: np.random.Generator, name: str, w: int, h: int, gray: bool = False) -> Image.Image:
+    """A randomly scaled, rotated, mirrored crop of a real texture ("L" or "RGB", w x h)."""
     texture = _textures()[name]
     source_w, source_h = texture.image.size
     angle = rng.uniform(0, 2 * math.pi) if rng.random() < 0.5 else rng.integers(4) * math.pi / 2
@@ -215,62 +215,77 @@ def _texture_patch(rng: np.random.Generator, name: str, w: int, h: int, gray: bo
     d, e = scale * math.sin(angle) * mirror, scale * math.cos(angle)
     matrix = (a, b, cx - a * w / 2 - b * h / 2, d, e, cy - d * w / 2 - e * h / 2)
     patch = texture.image.transform((w, h), Image.Transform.AFFINE, matrix, resample=Image.Resampling.BILINEAR)
-    if gray and patch.mode != "L":
-        patch = patch.convert("L")
-    array = np.asarray(patch, dtype=np.float32) * (1 / 255)
-    return array if array.ndim == 3 else array[..., None]
+    return patch.convert("L") if gray and patch.mode != "L" else patch
 
 
-def _stretch(t: np.ndarray) -> np.ndarray:
-    """Map a gray patch to [0, 1] by its 2nd/98th percentiles (a cheap, robust contrast normalisation)."""
-    flat = t.reshape(-1)
-    sample = flat[:: max(1, flat.size // 4096)]
-    lo, hi = (float(v) for v in np.percentile(sample, (2, 98)))
-    return np.clip((t - lo) * (1 / max(hi - lo, 1e-3)), 0.0, 1.0)
+def _tint(gray: Image.Image, dark: np.ndarray, light: np.ndarray, contrast: float) -> Image.Image:
+    """Gray -> colour through one lookup table: stretch the 2nd-98th percentiles to dark..light, then
+    pull every value towards the mean by `contrast` (1 keeps the full range)."""
+    histogram = np.asarray(gray.histogram(), dtype=np.float64)
+    cumulative = np.cumsum(histogram) / max(histogram.sum(), 1.0)
+    lo = int(np.searchsorted(cumulative, 0.02))
+    hi = int(np.searchsorted(cumulative, 0.98))
+    levels = np.clip((np.arange(256) - lo) / max(hi - lo, 1), 0.0, 1.0)
+    mean_level = float(levels @ histogram / max(histogram.sum(), 1.0))
+    levels = mean_level + (levels - mean_level) * contrast
+    table = dark[:, None] + levels[None, :] * (light - dark)[:, None]  # (3, 256)
+    lut = (np.clip(table, 0, 1) * 255 + 0.5).astype(np.uint8).reshape(-1).tolist()
+    return Image.merge("RGB", (gray, gray, gray)).point(lut)
 
 
-def _procedural(rng: np.random.Generator, w: int, h: int, size: int) -> np.ndarray:
-    """A gray pattern in [0, 1] (h, w): smooth noise, gradient, stripes or checks."""
+def _procedural(rng: np.random.Generator, w: int, h: int, size: int) -> Image.Image:
+    """A gray pattern ("L"): smooth noise, gradient, stripes or checks."""
     kind = rng.choice(4, p=[0.4, 0.25, 0.2, 0.15])
-    x, y = _coords(w, h, size)
     angle = rng.uniform(0, 2 * math.pi)
-    u = x * math.cos(angle) + y * math.sin(angle)
-    v = -x * math.sin(angle) + y * math.cos(angle)
-    if kind == 0:
-        cells = int(rng.integers(3, 12))
-        grid = (rng.random((cells, cells)) * 255).astype(np.uint8)
-        t = np.asarray(Image.fromarray(grid).resize((w, h), Image.Resampling.BICUBIC), dtype=np.float32) / 255
-        return _stretch(t)
-    if kind == 1:
-        extent = max(w, h) / size
-        return np.clip(0.5 + u / max(extent, 1e-3), 0.0, 1.0)
+    cells = int(rng.integers(3, 12))
+    grid = rng.random((cells, cells))
     frequency = rng.uniform(6, 30)
     phase = rng.uniform(0, 2 * math.pi)
-    if kind == 2:
-        return 0.5 + 0.5 * np.sin(2 * math.pi * frequency * u + phase)
-    checks = np.sin(2 * math.pi * frequency * u + phase) * np.sin(2 * math.pi * frequency * v)
-    return np.clip(0.5 + 2.0 * checks, 0.0, 1.0)
+    if kind == 0:
+        return Image.fromarray((grid * 255).astype(np.uint8)).resize((w, h), Image.Resampling.BICUBIC)
+    x, y = _coords(w, h, size)
+    u = x * math.cos(angle) + y * math.sin(angle)
+    if kind == 1:
+        t = np.clip(0.5 + u / max(max(w, h) / size, 1e-3), 0.0, 1.0)
+    elif kind == 2:
+        t = 0.5 + 0.5 * np.sin(2 * math.pi * frequency * u + phase)
+    else:
+        v = -x * math.sin(angle) + y * math.cos(angle)
+        checks = np.sin(2 * math.pi * frequency * u + phase) * np.sin(2 * math.pi * frequency * v)
+        t = np.clip(0.5 + 2.0 * checks, 0.0, 1.0)
+    return Image.fromarray((t * 255 + 0.5).astype(np.uint8), "L")
 
 
-def _fill(rng: np.random.Generator, w: int, h: int, size: int, colour: np.ndarray, weights: dict, style_p) -> np.ndarray:
-    """A (h, w, 3) float fill around `colour`: flat, gradient/pattern, tinted real texture, or photo crop."""
+def _fill(rng: np.random.Generator, w: int, h: int, size: int, colour: np.ndarray, weights: dict, style_p,
+          contrast: float = 1.0) -> Image.Image:
+    """An RGB fill around `colour`: flat, procedural pattern, tinted real texture, or a colour photo crop."""
     style = rng.choice(4, p=style_p)
-    if style == 0:  # flat colour
-        return np.broadcast_to(colour, (h, w, 3)).copy()
     dark = np.clip(colour * rng.uniform(0.35, 0.8), 0, 1)
     light = np.clip(colour + (1 - colour) * rng.uniform(0.1, 0.6), 0, 1)
-    if style == 1:  # procedural pattern
-        return _duotone(_procedural(rng, w, h, size), dark, light)
     names = list(weights)
     p = np.array([weights[n] for n in names], dtype=np.float64)
     name = names[rng.choice(len(names), p=p / p.sum())]
-    patch = _texture_patch(rng, name, w, h, gray=style == 2)
-    if patch.shape[-1] == 1:  # real texture, tinted to the requested colour
-        return _duotone(_stretch(patch[..., 0]), dark, light)
-    # a colour photograph, channels permuted and pulled towards the requested colour
-    photo = patch[..., rng.permutation(3)]
+    permutation = rng.permutation(3)
     pull = rng.uniform(0.2, 0.6)
-    return photo * (1 - pull) + colour * pull
+    if style == 0:  # flat colour
+        return Image.new("RGB", (w, h), _byte_colour(colour))
+    if style == 1:  # procedural pattern
+        return _tint(_procedural(rng, w, h, size), dark, light, contrast)
+    patch = _texture_patch(rng, name, w, h, gray=style == 2)
+    if patch.mode == "L":  # real texture, tinted to the requested colour
+        return _tint(patch, dark, light, contrast)
+    # A colour photograph: channels permuted, pulled towards the requested colour, contrast reduced.
+    bands = patch.split()
+    photo = Image.merge("RGB", [bands[i] for i in permutation])
+    photo = Image.blend(photo, Image.new("RGB", (w, h), _byte_colour(colour)), pull)
+    if contrast < 1.0:
+        mean = tuple(int(v + 0.5) for v in ImageStat.Stat(photo.reduce(4) if min(w, h) >= 8 else photo).mean)
+        photo = Image.blend(Image.new("RGB", (w, h), mean), photo, contrast)
+    return photo
+
+
+def _as_float(image: Image.Image) -> np.ndarray:
+    return np.asarray(image, dtype=np.float32) * (1 / 255)
 
 
 def _pull_away(fill: np.ndarray, weight: np.ndarray | None, reference: np.ndarray, min_distance: float) -> np.ndarray:
@@ -391,7 +406,7 @@ def _draw_alpha(shape: _Shape, cx: float, cy: float, radius: float, angle: float
         draw = ImageDraw.Draw(canvas)
         for points, value in shape.polygons:
             pixels = (to_pixels(points) - (x0, y0)) * ss
-            draw.polygon([tuple(p) for p in pixels.tolist()], fill=value)
+            draw.polygon(pixels.ravel().tolist(), fill=value)
     else:
         # Map every supersampled output pixel back into the stamp (inverse of scale, rotate, mirror, place).
         stamp = shape.stamp
@@ -413,60 +428,64 @@ def _draw_alpha(shape: _Shape, cx: float, cy: float, radius: float, angle: float
 # -- the scene --------------------------------------------------------------------------------------
 
 
-def _background(rng: np.random.Generator, size: int) -> np.ndarray:
+def _background(rng: np.random.Generator, size: int) -> Image.Image:
     base = _random_colour(rng)
-    if rng.random() < 0.7:
-        layer = _fill(rng, size, size, size, base, _BACKGROUND_WEIGHTS, [0.0, 0.0, 0.6, 0.4])
-    else:
-        layer = _fill(rng, size, size, size, base, _BACKGROUND_WEIGHTS, [0.1, 0.9, 0.0, 0.0])
+    textured = rng.random() < 0.7
     # Flatten the background's own contrast a little so the objects stay the strongest structure.
-    mean = _mean_colour(layer)
-    layer = mean + (layer - mean) * rng.uniform(0.45, 1.0)
+    contrast = rng.uniform(0.45, 1.0)
+    style_p = [0.0, 0.0, 0.6, 0.4] if textured else [0.1, 0.9, 0.0, 0.0]
+    layer = _fill(rng, size, size, size, base, _BACKGROUND_WEIGHTS, style_p, contrast)
     if rng.random() < 0.3:  # horizon: a second region along a wavy line through the whole frame
-        other = _fill(rng, size, size, size, _random_colour(rng), _BACKGROUND_WEIGHTS, [0.15, 0.25, 0.35, 0.25])
-        other_mean = _mean_colour(other)
-        other = other_mean + (other - other_mean) * rng.uniform(0.45, 1.0)
+        other_colour, other_contrast = _random_colour(rng), rng.uniform(0.45, 1.0)
+        other = _fill(rng, size, size, size, other_colour, _BACKGROUND_WEIGHTS, [0.15, 0.25, 0.35, 0.25],
+                      other_contrast)
         level = rng.uniform(0.3, 0.8)
         tilt = rng.uniform(-0.3, 0.3)
         amplitude, frequency, phase = rng.uniform(0, 0.05), rng.uniform(0.5, 3), rng.uniform(0, 2 * math.pi)
+        transpose = rng.random() < 0.5
         x, y = _coords(size, size, size)
         line = level - 0.5 + tilt * x + amplitude * np.sin(2 * math.pi * frequency * x + phase)
         below = np.clip((y - line) * size + 0.5, 0, 1)
-        if rng.random() < 0.5:
-            below = below.T
-        layer = layer * (1 - below[..., None]) + other * below[..., None]
-    return np.clip(layer, 0, 1).astype(np.float32)
+        below = Image.fromarray(((below.T if transpose else below) * 255 + 0.5).astype(np.uint8), "L")
+        layer = Image.composite(other, layer, below)
+    return layer
 
 
-def _clutter(rng: np.random.Generator, canvas: np.ndarray, size: int) -> np.ndarray:
+def _clutter(rng: np.random.Generator, background: Image.Image, size: int) -> Image.Image:
     """Many small low-contrast shapes, tinted from the background under them: texture, never salient."""
     if rng.random() >= 0.75:
-        return canvas
+        return background
     count = int(rng.integers(3, 61))
     ss = 2  # small and faint: 2x supersampling is plenty
     colour_layer = Image.new("RGB", (size * ss, size * ss), 0)
     alpha_layer = Image.new("L", (size * ss, size * ss), 0)
     draw_colour, draw_alpha = ImageDraw.Draw(colour_layer), ImageDraw.Draw(alpha_layer)
-    for _ in range(count):
-        kind = _SHAPES[rng.choice(len(_SHAPES), p=_CLUTTER_SHAPE_P)]
-        shape = _make_shape(rng, kind, vertices=24)
-        cx, cy = rng.uniform(-0.02, 1.02, 2)
-        radius = rng.uniform(0.01, 0.05)
-        angle, flip = rng.uniform(0, 2 * math.pi), rng.random() < 0.5
-        contrast = rng.uniform(0.04, 0.16)
-        direction = rng.normal(size=3)
-        px, py = min(max(int(cx * size), 2), size - 3), min(max(int(cy * size), 2), size - 3)
-        local = canvas[py - 2:py + 3:2, px - 2:px + 3:2].reshape(-1, 3).mean(axis=0)
-        colour = np.clip(local + contrast * direction / (np.linalg.norm(direction) + 1e-6), 0, 1)
-        fill = tuple(int(c * 255 + 0.5) for c in colour)
+    coarse_step = max(1, size // 40)
+    coarse = _as_float(background.reduce(coarse_step)) if coarse_step > 1 else _as_float(background)
+    kinds = rng.choice(len(_SHAPES), size=count, p=_CLUTTER_SHAPE_P)
+    centres = rng.uniform(-0.02, 1.02, (count, 2))
+    radii = rng.uniform(0.01, 0.05, count)
+    angles = rng.uniform(0, 2 * math.pi, count)
+    flips = rng.random(count) < 0.5
+    directions = rng.normal(size=(count, 3))
+    directions *= (rng.uniform(0.04, 0.16, count) / (np.linalg.norm(directions, axis=1) + 1e-6))[:, None]
+    rows = np.clip((centres[:, 1] * coarse.shape[0]).astype(int), 0, coarse.shape[0] - 1)
+    cols = np.clip((centres[:, 0] * coarse.shape[1]).astype(int), 0, coarse.shape[1] - 1)
+    colours = (np.clip(coarse[rows, cols] + directions, 0, 1) * 255 + 0.5).astype(np.uint8).tolist()
+    for i in range(count):
+        shape = _make_shape(rng, _SHAPES[kinds[i]], vertices=24)
+        cx, cy = centres[i]
         for points, value in shape.polygons:
-            pixels = [tuple(p) for p in (_place(points, cx, cy, radius, angle, flip) * (size * ss)).tolist()]
-            draw_colour.polygon(pixels, fill=fill if value else (0, 0, 0))
+            placed = _place(points, cx, cy, radii[i], angles[i], bool(flips[i])) * (size * ss)
+            pixels = placed.ravel().tolist()
+            draw_colour.polygon(pixels, fill=tuple(colours[i]) if value else (0, 0, 0))
             draw_alpha.polygon(pixels, fill=value)
-    # The colour layer is black where nothing is drawn, so its box average is premultiplied by coverage.
-    premultiplied = np.asarray(colour_layer.reduce(ss), dtype=np.float32) * (1 / 255)
-    alpha = np.asarray(alpha_layer.reduce(ss), dtype=np.float32)[..., None] * (1 / 255)
-    return canvas * (1 - alpha) + premultiplied
+    # The colour layer is black where nothing is drawn, so its box average is premultiplied by coverage:
+    # out = background * (1 - alpha) + premultiplied.
+    premultiplied = colour_layer.reduce(ss)
+    transparency = ImageOps.invert(alpha_layer.reduce(ss))
+    kept = ImageChops.multiply(background, Image.merge("RGB", (transparency, transparency, transparency)))
+    return ImageChops.add(kept, premultiplied)
 
 
 def _place_objects(rng: np.random.Generator) -> list[dict]:
@@ -496,13 +515,11 @@ def _place_objects(rng: np.random.Generator) -> list[dict]:
 def _render_arrays(seed: int, index: int, size: int) -> tuple[np.ndarray, np.ndarray]:
     """The scene as uint8 arrays: image (size, size, 3), mask (size, size)."""
     rng = np.random.default_rng(np.random.SeedSequence([seed, index]))
-    canvas = _background(rng, size)
-    canvas = _clutter(rng, canvas, size)
-    if rng.random() < 0.55:  # depth of field: the background is softer than the objects
-        radius = rng.uniform(0.002, 0.012) * size
-        blurred = Image.fromarray((canvas * 255).astype(np.uint8)).filter(ImageFilter.GaussianBlur(radius))
-        canvas = np.asarray(blurred, dtype=np.float32) * (1 / 255)
-    canvas = np.array(canvas, dtype=np.float32)  # writable
+    background = _clutter(rng, _background(rng, size), size)
+    blur = rng.uniform(0.002, 0.012) if rng.random() < 0.55 else 0.0
+    if blur > 0:  # depth of field: the background is softer than the objects
+        background = background.filter(ImageFilter.GaussianBlur(blur * size))
+    canvas = _as_float(background)
     background_mean = _mean_colour(canvas)
     mask = np.zeros((size, size), np.float32)
 
@@ -530,7 +547,7 @@ def _render_arrays(seed: int, index: int, size: int) -> tuple[np.ndarray, np.nda
         h, w = alpha.shape
         if shadow:
             _cast_shadow(canvas, alpha, x0, y0, shadow_offset, spec["radius"], shadow_strength, size)
-        fill = _fill(fill_rng, w, h, size, colour, _OBJECT_WEIGHTS, [0.15, 0.2, 0.3, 0.35])
+        fill = _as_float(_fill(fill_rng, w, h, size, colour, _OBJECT_WEIGHTS, [0.15, 0.2, 0.3, 0.35]))
         x, y = _coords(w, h, size)
         ramp = (x * math.cos(light) + y * math.sin(light)) / max(spec["radius"], 1e-3)
         fill = fill * (1 - shading * np.clip(0.5 + 0.5 * ramp, 0, 1))[..., None]
@@ -549,11 +566,14 @@ def _render_arrays(seed: int, index: int, size: int) -> tuple[np.ndarray, np.nda
     noisy = rng.random() < 0.5
     sigma = rng.uniform(0.004, 0.02)
     offset = rng.random(2)
-    canvas = canvas * gain + bias
+    canvas *= gain * 255
+    canvas += bias * 255 + 0.5
     if noisy:
-        canvas += _noise(size, offset) * sigma
-    image = (np.clip(canvas, 0, 1) * 255 + 0.5).astype(np.uint8)
-    return image, (np.clip(mask, 0, 1) * 255 + 0.5).astype(np.uint8)
+        canvas += _noise(size, offset) * (sigma * 255)
+    image = np.clip(canvas, 0, 255, out=canvas).astype(np.uint8)
+    mask *= 255
+    mask += 0.5
+    return image, np.clip(mask, 0, 255, out=mask).astype(np.uint8)
 
 
 _NOISE_TILE = 1024
