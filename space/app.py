@@ -1,0 +1,719 @@
+"""U²-Net background removal: a Gradio Space over ``u2net_hub``.
+
+A thin UI: every pixel of model work happens in ``u2net_hub``
+(``U2Net.from_pretrained``, ``model.predict``, ``processing.cutout``); this
+file only loads models (once, thread-safe), bounds the memory a request may
+take, renders the side outputs as heat maps and turns every failure into a
+message the user can act on.
+
+Run it with ``make demo`` (``python space/app.py``) from the repository root
+or from inside ``space/``; the same folder deploys unchanged as a Hugging Face
+Space. Settings come from environment variables (see ``Settings``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import re
+import shutil
+import socket
+import sys
+import tempfile
+import threading
+import time
+import uuid
+import warnings
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+# No phoning home: the demo must open with no network at all.
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+HERE = Path(__file__).resolve().parent
+
+try:
+    import u2net_hub
+except ImportError:  # a source checkout without `pip install -e .`: the package sits next to space/
+    sys.path.insert(0, str(HERE.parent))
+    import u2net_hub
+
+import gradio as gr
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from u2net_hub import U2Net
+from u2net_hub.processing import ImageLoadError, cutout, load_image, resize_probability, to_mask
+
+EXAMPLES_DIR = HERE / "examples"
+DEMO_MODEL = str(
+    getattr(u2net_hub, "DEMO_MODEL", Path(u2net_hub.__file__).resolve().parent / "checkpoints" / "u2net-tiny-synthetic")
+)
+#: The full configuration with the authors' released weights, converted (`u2net convert`) and pushed to the Hub.
+FULL_MODEL = os.environ.get("U2NET_FULL_MODEL", "u2net-hub/u2net")
+
+#: Longest side of the copies sent to the browser (slider) and of the side-output heat maps.
+DISPLAY_SIDE = 1024
+GALLERY_SIDE = 320
+
+BACKGROUNDS = [
+    ("transparent", "transparent"),
+    ("white", "white"),
+    ("colour (picker)", "color"),
+    ("blurred photo", "blur"),
+]
+SIDE_CAPTIONS = [
+    "fused output",
+    "side1 · stage1d · 1/1",
+    "side2 · stage2d · 1/2",
+    "side3 · stage3d · 1/4",
+    "side4 · stage4d · 1/8",
+    "side5 · stage5d · 1/16",
+    "side6 · stage6 · 1/32",
+]
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise SystemExit(f"{name} must be an integer, got {value!r}") from None
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name, "").strip().lower()
+    if not value:
+        return default
+    return value in ("1", "true", "yes", "on")
+
+
+@dataclass
+class Settings:
+    """Everything an operator may tune, read from the environment by ``from_env``."""
+
+    #: The model selected at start-up: a local folder or a Hub id (``U2NET_MODEL``).
+    default_model: str = DEMO_MODEL
+    full_model: str = FULL_MODEL
+    #: Photos above this many pixels are downscaled before anything else (``U2NET_SPACE_MAX_PIXELS``).
+    max_pixels: int = 16_000_000
+    #: Requests run at the same time (``U2NET_SPACE_CONCURRENCY``); the rest wait in the queue.
+    concurrency: int = 2
+    #: Requests that may wait; more are refused with "queue full" (``U2NET_SPACE_QUEUE_SIZE``).
+    queue_size: int = 64
+    #: Upload limit (``U2NET_SPACE_MAX_FILE_SIZE``), in Gradio's "<n><unit>" form.
+    max_file_size: str = "50mb"
+    #: Models kept in memory at once (``U2NET_SPACE_MAX_MODELS``), least recently used evicted.
+    max_models: int = 3
+    #: Whether users may type local folders; off on a public Space (``SPACE_ID`` set) unless asked for.
+    allow_local_models: bool = True
+    extra_models: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> "Settings":
+        settings = cls(
+            default_model=os.environ.get("U2NET_MODEL", "").strip() or DEMO_MODEL,
+            full_model=os.environ.get("U2NET_FULL_MODEL", "").strip() or FULL_MODEL,
+            max_pixels=_env_int("U2NET_SPACE_MAX_PIXELS", cls.max_pixels),
+            concurrency=_env_int("U2NET_SPACE_CONCURRENCY", cls.concurrency),
+            queue_size=_env_int("U2NET_SPACE_QUEUE_SIZE", cls.queue_size),
+            max_file_size=os.environ.get("U2NET_SPACE_MAX_FILE_SIZE", "").strip() or cls.max_file_size,
+            max_models=_env_int("U2NET_SPACE_MAX_MODELS", cls.max_models),
+            allow_local_models=_env_bool("U2NET_SPACE_ALLOW_LOCAL", not os.environ.get("SPACE_ID")),
+        )
+        for key, value in overrides.items():
+            if value is not None:
+                setattr(settings, key, value)
+        return settings
+
+    def model_choices(self) -> list[tuple[str, str]]:
+        """The dropdown's presets: (label, value); any other Hub id or folder may be typed in."""
+        choices = [
+            ("bundled demo: tiny, trained on synthetic scenes", DEMO_MODEL),
+            (f"full U²-Net, the authors' weights ({self.full_model})", self.full_model),
+        ]
+        known = {value for _, value in choices}
+        for value in [self.default_model, *self.extra_models]:
+            if value not in known:
+                choices.insert(0, (value, value))
+                known.add(value)
+        return choices
+
+
+# ---------------------------------------------------------------------- models
+
+
+_HUB_PROBE: dict[str, float | bool] = {}
+
+
+def hub_reachable(timeout_s: float = 3.0, remember_s: float = 30.0) -> bool:
+    """Whether the Hub endpoint answers a TCP connection (False at once under HF_HUB_OFFLINE); remembered briefly."""
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    now = time.monotonic()
+    if now - float(_HUB_PROBE.get("at", -1e9)) < remember_s:
+        return bool(_HUB_PROBE["ok"])
+    url = urlparse(constants.ENDPOINT)
+    try:
+        socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout_s).close()
+        ok = True
+    except OSError:
+        ok = False
+    _HUB_PROBE.update(at=now, ok=ok)
+    return ok
+
+
+class ModelLoadError(RuntimeError):
+    """A model name that cannot be turned into a working U2Net; the message is meant for the user."""
+
+
+@dataclass
+class LoadedModel:
+    name: str
+    model: U2Net
+    seconds: float
+
+    @property
+    def description(self) -> str:
+        device = next(self.model.parameters()).device
+        return f"{self.model.variant} · {self.model.num_parameters / 1e6:.2f} M parameters · {device.type}"
+
+
+def _explain_load_failure(name: str, error: BaseException) -> str:
+    """One sentence that says what went wrong, without a traceback."""
+    kind = type(error).__name__
+    text = str(error).strip().splitlines()[0] if str(error).strip() else kind
+    if kind in ("OfflineModeIsEnabled", "LocalEntryNotFoundError") or "offline" in text.lower():
+        return (
+            f"{name!r} is not a folder on this machine and the Hugging Face Hub cannot be reached "
+            "(offline, or HF_HUB_OFFLINE=1), nor is it in the local cache"
+        )
+    if kind in ("RepositoryNotFoundError", "GatedRepoError", "RevisionNotFoundError", "EntryNotFoundError"):
+        return f"the Hub has no usable repository {name!r} ({kind}): check the spelling, or whether it needs a token"
+    if kind == "HFValidationError":
+        return f"{name!r} is neither a folder on this machine nor a valid Hub id (like 'user/model')"
+    if isinstance(error, (ConnectionError, TimeoutError)) or "connect" in text.lower():
+        return f"the Hugging Face Hub could not be reached to download {name!r} ({text})"
+    return f"{name!r} could not be loaded: {text}"
+
+
+class ModelCache:
+    """Loads each model once, keeps the most recently used few; safe under concurrent requests.
+
+    Two requests for the same new model wait on one load instead of loading
+    it twice; requests for a model already loaded never wait on a load.
+    Failures are not remembered, so a model that failed offline loads once
+    the network is back.
+    """
+
+    def __init__(self, max_models: int = 3, allow_local: bool = True, always_allowed: tuple[str, ...] = ()):
+        self.max_models = max(1, max_models)
+        self.allow_local = allow_local
+        self.always_allowed = {self._normal_path(p) for p in always_allowed if p}
+        self._models: OrderedDict[str, LoadedModel] = OrderedDict()
+        self._lock = threading.Lock()
+        self._loading: dict[str, threading.Lock] = {}
+        self.loads = 0  # how many times a model was really read (for tests and the status line)
+
+    @staticmethod
+    def _normal_path(name: str) -> str:
+        return str(Path(name).expanduser().resolve())
+
+    def resolve(self, name: Any) -> str:
+        """A cache key: the absolute path of a local folder, or the Hub id as typed."""
+        if not isinstance(name, str) or not name.strip():
+            raise ModelLoadError("choose a model: a preset, a Hub id like 'user/model' or a local folder")
+        name = name.strip()
+        path = Path(name).expanduser()
+        looks_local = name.startswith((".", "/", "~")) or "\\" in name or path.is_dir()
+        if not looks_local:
+            return name
+        key = self._normal_path(name)
+        if not self.allow_local and key not in self.always_allowed:
+            raise ModelLoadError(f"loading local folders is disabled here; give a Hub id instead of {name!r}")
+        if not Path(key).is_dir():
+            raise ModelLoadError(f"{name!r} is not a folder on this machine")
+        return key
+
+    def get(self, name: Any) -> LoadedModel:
+        key = self.resolve(name)
+        with self._lock:
+            loaded = self._models.get(key)
+            if loaded is not None:
+                self._models.move_to_end(key)
+                return loaded
+            key_lock = self._loading.setdefault(key, threading.Lock())
+        with key_lock:
+            with self._lock:
+                loaded = self._models.get(key)
+            if loaded is None:
+                loaded = self._load(key)
+                with self._lock:
+                    self._models[key] = loaded
+                    self.loads += 1
+                    while len(self._models) > self.max_models:
+                        self._models.popitem(last=False)
+        return loaded
+
+    def cached(self) -> list[str]:
+        with self._lock:
+            return list(self._models)
+
+    @staticmethod
+    def _load(key: str) -> LoadedModel:
+        started = time.perf_counter()
+        # Without a network, huggingface_hub retries for ~25 s before giving up; a quick probe
+        # lets an offline machine fail at once (or use its local cache) instead.
+        offline = not Path(key).is_dir() and not hub_reachable()
+        try:
+            model = U2Net.from_pretrained(key, local_files_only=offline)
+        except Exception as error:  # every failure (offline, typo, broken folder) becomes one message
+            raise ModelLoadError(_explain_load_failure(key, error)) from None
+        if torch.cuda.is_available():
+            model = model.to("cuda")
+        try:
+            # Builds the fast (BatchNorm-folded) copy now, under the load lock, not in the first request.
+            model.predict(Image.new("RGB", (64, 64), (128, 128, 128)), sides=True)
+        except Exception as error:
+            raise ModelLoadError(f"{key!r} loaded but cannot run: {error}") from None
+        return LoadedModel(name=key, model=model, seconds=time.perf_counter() - started)
+
+
+# ---------------------------------------------------------------------- images
+
+
+def readable_uploads(component: gr.Image) -> gr.Image:
+    """Make an unreadable upload end in a message for the user, never a server traceback.
+
+    Gradio opens every upload with PIL before the event function runs, so a
+    corrupt or non-image file would fail there with a bare exception. The
+    instance's ``preprocess`` is wrapped rather than subclassed: a subclass of a
+    Gradio component makes Gradio write a ``.pyi`` stub next to this file.
+    """
+    original = component.preprocess
+
+    def preprocess(payload):
+        try:
+            return original(payload)
+        except gr.Error:
+            raise
+        except Image.DecompressionBombError:
+            raise _user_error("The image has too many pixels to be processed safely (a possible decompression bomb).")
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError):
+            raise _user_error("The upload is not an image this app can read. Try a JPEG, PNG or WebP file.")
+
+    component.preprocess = preprocess
+    return component
+
+
+def _user_error(message: str) -> gr.Error:
+    return gr.Error(message, print_exception=False)
+
+
+def read_photo(image: Any, max_pixels: int) -> tuple[Image.Image, tuple[int, int]]:
+    """An upload (path, PIL or numpy) -> (RGB photo of at most ``max_pixels``, original (w, h)).
+
+    JPEGs above the limit are decoded at a reduced scale (PIL's draft mode),
+    so even a huge photo never costs its full-size decode.
+    """
+    if image is None:
+        raise _user_error("Upload an image first (or pick one of the examples).")
+    try:
+        if isinstance(image, (str, os.PathLike)):
+            photo, original = _open_bounded(Path(image), max_pixels)
+        else:
+            photo = load_image(image)
+            original = photo.size
+    except ImageLoadError as error:
+        raise _user_error(f"Cannot read the image: {_strip_path(str(error))}") from None
+    except (OSError, ValueError, SyntaxError, EOFError) as error:
+        raise _user_error(f"Cannot read the image: {_strip_path(str(error)) or type(error).__name__}") from None
+    width, height = photo.size
+    if width * height > max_pixels:
+        scale = math.sqrt(max_pixels / (width * height))
+        photo.thumbnail((max(1, int(width * scale)), max(1, int(height * scale))), Image.Resampling.LANCZOS)
+    return photo, original
+
+
+def _open_bounded(path: Path, max_pixels: int) -> tuple[Image.Image, tuple[int, int]]:
+    """Decode ``path`` once, at a reduced scale when it is a JPEG larger than ``max_pixels``."""
+    try:
+        with warnings.catch_warnings():  # load_image below decides about very large images
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            probe = Image.open(path)
+        width, height = probe.size
+    except Exception:
+        return _loaded(load_image(path))  # load_image words the failure (not an image, bomb, missing ...)
+    if width * height <= max_pixels or probe.format != "JPEG":
+        probe.close()
+        return _loaded(load_image(path))
+    scale = math.sqrt(max_pixels / (width * height))
+    rotated = probe.getexif().get(0x0112, 1) in (5, 6, 7, 8)  # EXIF orientations that swap the axes
+    probe.draft("RGB", (max(1, int(width * scale)), max(1, int(height * scale))))
+    try:
+        photo = load_image(probe)  # EXIF orientation and mode handling as everywhere else
+        if photo is probe:  # already upright RGB: detach it from the file before closing
+            photo = probe.copy()
+    finally:
+        probe.close()
+    return photo, ((height, width) if rotated else (width, height))
+
+
+def _loaded(photo: Image.Image) -> tuple[Image.Image, tuple[int, int]]:
+    return photo, photo.size
+
+
+def _strip_path(text: str) -> str:
+    """Error messages name the uploaded temp file; the user only needs the reason."""
+    return re.sub(r"(/[^\s:'\"]+)+", "the upload", text).strip()
+
+
+def _display_size(size: tuple[int, int], longest: int) -> tuple[int, int]:
+    width, height = size
+    scale = min(1.0, longest / max(width, height))
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+# Stops of the heat map (dark blue -> purple -> magenta -> orange -> pale yellow): brightness rises
+# monotonically, so a map reads the same in greyscale.
+_HEAT_STOPS = np.array([0.0, 0.25, 0.5, 0.75, 1.0])
+_HEAT_COLOURS = np.array(
+    [[13, 8, 50], [88, 24, 128], [188, 55, 112], [247, 132, 58], [252, 247, 176]], dtype=np.float64
+)
+HEAT_LUT = np.stack(
+    [np.interp(np.linspace(0.0, 1.0, 256), _HEAT_STOPS, _HEAT_COLOURS[:, c]) for c in range(3)], axis=1
+).round().astype(np.uint8)
+
+
+def heatmap(probability: np.ndarray) -> Image.Image:
+    """A [0, 1] map as an RGB heat map (256-entry lookup table, numpy only)."""
+    index = np.clip(np.asarray(probability, dtype=np.float32) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    return Image.fromarray(HEAT_LUT[index], mode="RGB")
+
+
+def checkerboard(size: tuple[int, int], square: int = 12) -> Image.Image:
+    """The usual light checkerboard that shows where an image is transparent."""
+    width, height = size
+    ys, xs = np.indices((height, width))
+    board = np.where(((xs // square) + (ys // square)) % 2 == 0, 255, 214).astype(np.uint8)
+    return Image.fromarray(board, mode="L").convert("RGB")
+
+
+def side_maps_of(prediction: Any) -> list[np.ndarray]:
+    """The six side maps, at the network's size when the Prediction keeps them there (cheap), else full size."""
+    maps = getattr(prediction, "side_maps", None)
+    if maps is None:
+        maps = prediction.side_probabilities
+    return [] if maps is None else list(maps)
+
+
+def _safe_stem(path: Any) -> str:
+    stem = Path(str(path)).stem if isinstance(path, (str, os.PathLike)) else "image"
+    stem = re.sub(r"[^A-Za-z0-9_-]+", "-", stem).strip("-")[:40]
+    return stem or "image"
+
+
+# -------------------------------------------------------------------- the app
+
+
+class BackgroundRemover:
+    """The event functions of the Space, bound to its settings and its model cache."""
+
+    def __init__(self, settings: Settings | None = None, models: ModelCache | None = None):
+        self.settings = settings or Settings.from_env()
+        self.models = models or ModelCache(
+            self.settings.max_models,
+            allow_local=self.settings.allow_local_models,
+            always_allowed=tuple(value for _, value in self.settings.model_choices()),
+        )
+        self.output_dir = Path(tempfile.mkdtemp(prefix="u2net-space-"))
+
+    # ---------------------------------------------------------------- events
+
+    def load_model(self, model_name: str) -> str:
+        """Load (or find in the cache) a model; returns a status line. A failure warns and leaves the others usable."""
+        try:
+            loaded = self.models.get(model_name)
+        except ModelLoadError as error:
+            gr.Warning(f"Model not loaded: {error}")
+            return f"**Model not loaded**: {error}. The other models still work."
+        return f"**Loaded** `{_short(loaded.name)}`: {loaded.description} (loaded in {loaded.seconds:.1f} s)"
+
+    def segment(
+        self,
+        image: Any,
+        model_name: str,
+        threshold: float = 0.0,
+        normalize: bool = False,
+        background: str = "transparent",
+        colour: str | None = "#2e86de",
+    ):
+        """Remove the background of one photo.
+
+        Returns (before/after pair, mask, path of the RGBA cutout PNG,
+        captioned heat maps of the fused and six side outputs, a Markdown
+        summary with sizes and timings).
+        """
+        started = time.perf_counter()
+        threshold = self._check_threshold(threshold)
+        fill = self._background(background, colour)
+        photo, original = read_photo(image, self.settings.max_pixels)
+        try:
+            loaded = self.models.get(model_name)
+        except ModelLoadError as error:
+            raise _user_error(f"Model not loaded: {error}. Pick another model; the others still work.") from None
+
+        infer_started = time.perf_counter()
+        try:
+            prediction = loaded.model.predict(photo, normalize=bool(normalize), sides=True)
+        except ImageLoadError as error:
+            raise _user_error(f"Cannot read the image: {_strip_path(str(error))}") from None
+        inference_ms = (time.perf_counter() - infer_started) * 1000
+
+        mask = to_mask(prediction.probability, threshold or None)
+        rgba = cutout(photo, mask, background=fill)
+        file_path = self._save_cutout(rgba, _safe_stem(image))
+
+        display_size = _display_size(photo.size, DISPLAY_SIDE)
+        before = photo if photo.size == display_size else photo.resize(display_size, Image.Resampling.BILINEAR)
+        after = rgba if rgba.size == display_size else rgba.resize(display_size, Image.Resampling.BILINEAR)
+        if fill is None:  # show the transparency on a checkerboard, as image editors do
+            board = checkerboard(display_size)
+            board.paste(after, mask=after.getchannel("A"))
+            after = board
+        else:
+            after = after.convert("RGB")
+
+        gallery_size = _display_size(photo.size, GALLERY_SIDE)
+        maps = [resize_probability(prediction.probability, gallery_size)]
+        maps += [resize_probability(side, gallery_size) for side in side_maps_of(prediction)]
+        gallery = [(heatmap(m), caption) for m, caption in zip(maps, SIDE_CAPTIONS)]
+
+        total_ms = (time.perf_counter() - started) * 1000
+        info = self._summary(loaded, original, photo.size, inference_ms, total_ms, threshold, normalize, background)
+        return (before, after), mask, str(file_path), gallery, info
+
+    # --------------------------------------------------------------- helpers
+
+    @staticmethod
+    def _check_threshold(threshold: Any) -> float:
+        try:
+            value = float(0.0 if threshold is None else threshold)
+        except (TypeError, ValueError):
+            raise _user_error(f"The threshold must be a number between 0 and 1, got {threshold!r}.") from None
+        if not 0.0 <= value <= 1.0 or math.isnan(value):
+            raise _user_error(f"The threshold must be between 0 (soft mask) and 1, got {value}.")
+        return value
+
+    @staticmethod
+    def _background(background: Any, colour: Any) -> None | str | tuple[int, int, int]:
+        choice = (background or "transparent").strip().lower() if isinstance(background, str) else background
+        if choice in ("transparent", "none"):
+            return None
+        if choice in ("white", "blur"):
+            return choice
+        if choice in ("color", "colour"):
+            try:
+                from PIL import ImageColor
+
+                return ImageColor.getrgb(str(colour or "").strip())[:3]
+            except ValueError:
+                raise _user_error(f"Cannot read the colour {colour!r}; use '#rrggbb'.") from None
+        raise _user_error(
+            f"Unknown background {background!r}; choose one of {[value for _, value in BACKGROUNDS]}."
+        )
+
+    def _save_cutout(self, rgba: Image.Image, stem: str) -> Path:
+        """Writes the full-resolution PNG where Gradio can serve it; old files are pruned as new ones come."""
+        self._prune(max_age_s=900)
+        folder = self.output_dir / uuid.uuid4().hex
+        folder.mkdir(parents=True)
+        path = folder / f"{stem}-cutout.png"
+        rgba.save(path, format="PNG", compress_level=3)
+        return path
+
+    def _prune(self, max_age_s: float) -> None:
+        now = time.time()
+        for folder in self.output_dir.iterdir() if self.output_dir.is_dir() else []:
+            try:
+                if now - folder.stat().st_mtime > max_age_s:
+                    shutil.rmtree(folder, ignore_errors=True)
+            except OSError:
+                pass
+
+    def _summary(self, loaded, original, processed, inference_ms, total_ms, threshold, normalize, background) -> str:
+        width, height = original
+        size = f"{width} × {height} px"
+        if tuple(processed) != tuple(original):
+            size += f" (processed at {processed[0]} × {processed[1]}, the limit is {self.settings.max_pixels / 1e6:.0f} MP)"
+        mask_kind = "soft (threshold 0)" if not threshold else f"hard at threshold {threshold:.2f}"
+        return (
+            f"**Model** `{_short(loaded.name)}`: {loaded.description}  \n"
+            f"**Image** {size}  \n"
+            f"**Inference** {inference_ms:.0f} ms (pre-processing, network, resize back) · "
+            f"**request** {total_ms:.0f} ms  \n"
+            f"**Mask** {mask_kind} · normalisation {'on' if normalize else 'off'} · background {background}"
+        )
+
+
+def _short(name: str) -> str:
+    """Local paths shortened to their last two parts, so the page does not show the server's layout."""
+    path = Path(name)
+    return "/".join(path.parts[-2:]) if path.is_absolute() else name
+
+
+# ----------------------------------------------------------------------- layout
+
+CSS = """
+#u2net-header h1 { margin-bottom: 0.2em; }
+#u2net-info { min-height: 5.5em; }
+"""
+
+HEADER = """
+<div id="u2net-header">
+
+# U²-Net background removal
+
+Salient object detection with [U²-Net](https://arxiv.org/abs/2005.09007) (Qin et al., 2020), served by
+[u2net-hub](https://github.com/u2net-hub/u2net-hub). Drop a photo, get its mask and an RGBA cutout, and see what
+each of the six decoder stages predicts before the network fuses them.
+</div>
+"""
+
+FOOTER = """
+**Models.** The bundled demo model is the tiny configuration (1.1 M parameters) trained on synthetic scenes only: it
+shows the pipeline, not the quality of the paper. The full configuration loads the authors' released weights from the
+Hub (needs network). Type any Hub id or (when running locally) a folder written by `save_pretrained`.
+
+**API.** Every control is also an endpoint: `client.predict(handle_file("photo.jpg"), model, threshold, normalize,
+background, colour, api_name="/segment")` with `gradio_client`; see "Use via API" below.
+"""
+
+
+def _example_rows(model: str) -> tuple[list[list[Any]], list[str]]:
+    rows, labels = [], []
+    for file, threshold, normalize, background, colour, label in (
+        ("astronaut.jpg", 0.0, False, "transparent", "#2e86de", "astronaut · transparent"),
+        ("coffee.jpg", 0.0, False, "white", "#2e86de", "coffee · white"),
+        ("chelsea.jpg", 0.5, False, "blur", "#2e86de", "chelsea · blurred photo, threshold 0.5"),
+        ("synthetic.png", 0.0, True, "color", "#2e86de", "synthetic scene · blue, normalised"),
+    ):
+        path = EXAMPLES_DIR / file
+        if path.is_file():
+            rows.append([str(path), model, threshold, normalize, background, colour])
+            labels.append(label)
+    return rows, labels
+
+
+def build_demo(remover: BackgroundRemover | None = None) -> gr.Blocks:
+    """The Blocks app; ``launch_demo`` queues and launches it."""
+    remover = remover or BackgroundRemover()
+    settings = remover.settings
+    with gr.Blocks(title="U²-Net background removal", delete_cache=(1800, 3600)) as demo:
+        gr.Markdown(HEADER)
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=1):
+                image = readable_uploads(gr.Image(
+                    label="Photo",
+                    sources=["upload", "webcam", "clipboard"],
+                    type="filepath",
+                    image_mode=None,
+                    height=360,
+                    elem_id="u2net-input",
+                ))
+                model = gr.Dropdown(
+                    choices=settings.model_choices(),
+                    value=settings.default_model,
+                    allow_custom_value=True,
+                    label="Model",
+                    info="a preset, any Hub id ('user/model') or a local folder written by save_pretrained",
+                    elem_id="u2net-model",
+                )
+                model_status = gr.Markdown(elem_id="u2net-model-status")
+                with gr.Accordion("Settings", open=True):
+                    threshold = gr.Slider(
+                        0.0, 1.0, value=0.0, step=0.01, label="Threshold",
+                        info="0 keeps the soft mask; above 0 the mask becomes hard (0 or 255)",
+                    )
+                    normalize = gr.Checkbox(
+                        value=False, label="Per-image normalisation",
+                        info="stretch each map to 0..1 (the original test script's normPRED)",
+                    )
+                    with gr.Row():
+                        background = gr.Radio(BACKGROUNDS, value="transparent", label="Cutout background")
+                        colour = gr.ColorPicker(value="#2e86de", label="Colour", visible=False)
+                run = gr.Button("Remove background", variant="primary", elem_id="u2net-run")
+            with gr.Column(scale=1):
+                slider = gr.ImageSlider(
+                    label="Before / after", type="pil", format="webp", max_height=520, elem_id="u2net-slider"
+                )
+                info = gr.Markdown(elem_id="u2net-info")
+                with gr.Row():
+                    mask = gr.Image(
+                        label="Mask (8-bit, the photo's size)", type="pil", format="png",
+                        interactive=False, elem_id="u2net-mask",
+                    )
+                    cutout_file = gr.File(label="Cutout (RGBA PNG, full size)", interactive=False, elem_id="u2net-cutout")
+        gallery = gr.Gallery(
+            label=(
+                "Side outputs: the fused map and what each decoder stage predicts (deep supervision); "
+                "the fraction is the resolution the stage works at"
+            ),
+            columns=4, object_fit="contain", format="webp", elem_id="u2net-gallery",
+        )
+
+        inputs = [image, model, threshold, normalize, background, colour]
+        outputs = [slider, mask, cutout_file, gallery, info]
+        run.click(remover.segment, inputs, outputs, api_name="segment")
+        model.change(remover.load_model, model, model_status, api_name="load_model")
+        background.change(
+            lambda choice: gr.ColorPicker(visible=choice == "color"), background, colour, api_visibility="private"
+        )
+        demo.load(remover.load_model, model, model_status, api_visibility="private")
+
+        rows, labels = _example_rows(settings.default_model)
+        if rows:
+            gr.Examples(
+                rows, inputs, outputs, fn=remover.segment, cache_examples=True, cache_mode="lazy",
+                example_labels=labels, label="Examples (bundled photos; results cached after first use)",
+            )
+        gr.Markdown(FOOTER)
+    return demo
+
+
+def launch_demo(demo: gr.Blocks, settings: Settings, **kwargs: Any):
+    """Queue with bounded concurrency and launch; GRADIO_SERVER_NAME / GRADIO_SERVER_PORT are honoured."""
+    demo.queue(default_concurrency_limit=max(1, settings.concurrency), max_size=settings.queue_size)
+    return demo.launch(
+        max_file_size=settings.max_file_size,
+        theme=gr.themes.Soft(),
+        css=CSS,
+        footer_links=["api", "gradio", "settings"],
+        **kwargs,
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="U²-Net background removal demo (Gradio)")
+    parser.add_argument("--model", help="model selected at start-up: a folder or a Hub id (default: $U2NET_MODEL or the bundled demo)")
+    parser.add_argument("--host", help="address to listen on (default: $GRADIO_SERVER_NAME or 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port (default: $GRADIO_SERVER_PORT or 7860)")
+    args = parser.parse_args(argv)
+    # Cached example outputs belong to this process's model: keep them out of the working tree and out of later runs.
+    os.environ.setdefault("GRADIO_EXAMPLES_CACHE", tempfile.mkdtemp(prefix="u2net-space-examples-"))
+    settings = Settings.from_env(default_model=args.model)
+    demo = build_demo(BackgroundRemover(settings))
+    launch_demo(demo, settings, server_name=args.host, server_port=args.port)
+
+
+if __name__ == "__main__":
+    main()
