@@ -321,3 +321,12 @@ def test_large_maps_are_resized_in_bands_like_one_resize():
     banded = resize_probability(small, (2500, 1900))  # 4.75 MP: above the banding threshold
     assert banded.shape == (1900, 2500) and banded.flags.writeable
     np.testing.assert_allclose(banded, np.clip(whole, 0, 1), atol=1e-4)
+
+
+def test_threshold_on_an_8bit_mask_agrees_with_the_probability():
+    probability = np.linspace(0, 1, 1001, dtype=np.float32).reshape(1, -1)
+    image = Image.new("RGB", (1001, 1))
+    for threshold in (0.3, 0.5, 0.9):
+        from_mask = np.asarray(cutout(image, to_mask(probability), threshold=threshold))[..., 3]
+        from_float = np.asarray(cutout(image, probability, threshold=threshold))[..., 3]
+        assert np.abs(from_mask.astype(int) - from_float).astype(bool).sum() <= 2  # only at the quantisation step

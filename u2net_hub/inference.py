@@ -75,7 +75,8 @@ class Prediction:
         "#rrggbb" or (r, g, b) fills it; "blur" puts the object on its own
         blurred photo. ``threshold`` in (0, 1] makes the alpha hard (0 or 255).
         """
-        return _cutout(self.image, self.mask, background=background, threshold=threshold)
+        alpha = self.probability if threshold else self.mask
+        return _cutout(self.image, alpha, background=background, threshold=threshold)
 
     def __repr__(self) -> str:
         width, height = self.size

@@ -423,7 +423,7 @@ def cutout(
     if isinstance(probability, Image.Image):
         alpha = probability.convert("L")
         if threshold:
-            level = int(round(check_threshold(threshold) * 255))
+            level = int(np.ceil(check_threshold(threshold) * 255 + 0.5))  # mask >= level <=> probability >= threshold
             alpha = alpha.point(lambda v: 255 if v >= level else 0)
     else:
         alpha = to_mask(np.asarray(probability, dtype=np.float32), threshold)

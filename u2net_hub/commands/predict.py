@@ -103,7 +103,7 @@ def collect_inputs(inputs: list[str], output_dir: Path) -> tuple[list[tuple[Path
 
 
 def _deduplicate(jobs: list[tuple[Path, PurePath]]) -> list[tuple[Path, PurePath]]:
-    """The same file once; two files that would write the same output get their extension in the name."""
+    """Each file once; files that would write the same output get their extension, then a number, in the name."""
     seen: set[Path] = set()
     unique = []
     for source, stem in jobs:
@@ -111,13 +111,24 @@ def _deduplicate(jobs: list[tuple[Path, PurePath]]) -> list[tuple[Path, PurePath
         if key not in seen:
             seen.add(key)
             unique.append((source, stem))
-    counts: dict[PurePath, int] = {}
-    for _, stem in unique:
-        counts[stem] = counts.get(stem, 0) + 1
-    return [
-        (source, stem.with_name(f"{stem.name}_{source.suffix.lstrip('.').lower() or 'noext'}") if counts[stem] > 1 else stem)
+
+    def clashing(pairs):
+        counts: dict[PurePath, int] = {}
+        for _, stem in pairs:
+            counts[stem] = counts.get(stem, 0) + 1
+        return {stem for stem, n in counts.items() if n > 1}
+
+    clash = clashing(unique)
+    unique = [
+        (source, stem.with_name(f"{stem.name}_{source.suffix.lstrip('.').lower() or 'noext'}") if stem in clash else stem)
         for source, stem in unique
     ]
+    taken: dict[PurePath, int] = {}
+    numbered = []
+    for source, stem in unique:
+        taken[stem] = taken.get(stem, 0) + 1
+        numbered.append((source, stem if taken[stem] == 1 else stem.with_name(f"{stem.name}_{taken[stem]}")))
+    return numbered
 
 
 # ------------------------------------------------------------------ the model
