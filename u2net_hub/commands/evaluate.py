@@ -2,7 +2,7 @@
 
 Two forms:
 
-* ``u2net evaluate [--model M] --dataset NAME_OR_DIR [--split test]`` runs the
+* ``u2net evaluate [--model M] --dataset NAME_OR_DIR [--split S]`` runs the
   model over a Hugging Face dataset (a Hub id, an imagefolder with
   ``metadata.jsonl``, or an ``images/`` + ``masks/`` folder pair) and scores
   its maps against the mask column;
@@ -59,8 +59,8 @@ def register(subparsers) -> None:
                        help="a save_pretrained folder or a Hub repo id (default: the bundled demo model)")
     model.add_argument("--dataset", "-d", default=None,
                        help="a Hub dataset id, an imagefolder with metadata.jsonl, or a folder with images/ and masks/")
-    model.add_argument("--split", default="test", help="dataset split (default: test; a local folder with a "
-                       "single split uses it whatever its name)")
+    model.add_argument("--split", default=None, help="dataset split (default: test for a Hub dataset, the only "
+                       "split of a local folder)")
     model.add_argument("--image-column", default="image", help="column of the input images (default: image)")
     model.add_argument("--mask-column", default="mask", help="column of the ground-truth masks (default: mask)")
     model.add_argument("--limit", type=_positive_int, default=None, help="score only the first N rows")
@@ -219,53 +219,32 @@ def _load_model(name: str | None, device: str | None):
     return model.eval(), name
 
 
-def _folder_pair_dataset(root: Path):
-    """A Dataset of (image, mask) from ``root/images`` and ``root/masks`` paired by relative name."""
-    from datasets import Dataset, Features, Image
+def load_dataset_for_evaluation(name: str, split: str | None, image_column: str, mask_column: str):
+    """The dataset to score (columns ``image``/``mask``), its split, and what the loader left out.
 
-    pairs, unmatched, ambiguous = pair_files(root / "images", root / "masks")
-    if not pairs:
-        raise UsageError(f"{root}: no file in images/ has a mask of the same name in masks/")
-    data = {"image": [str(p) for _, p, _ in pairs], "mask": [str(g) for _, _, g in pairs]}
-    return Dataset.from_dict(data, features=Features({"image": Image(), "mask": Image()})), unmatched + ambiguous
-
-
-def load_dataset_for_evaluation(name: str, split: str):
-    """The dataset to score and the files a folder pair could not pair.
-
-    Uses ``u2net_hub.data.load_saliency_dataset`` when the package has it;
-    otherwise: a local folder with ``images/`` and ``masks/`` (and no
-    ``metadata.jsonl``) is paired by name, any other local folder is loaded
-    as an imagefolder, anything else as a Hub id.
+    Loading is :func:`u2net_hub.data.load_saliency_dataset` (Hub id,
+    imagefolder with metadata.jsonl, images/ + masks/ folder pair,
+    save_to_disk folder). Without ``--split`` a Hub dataset uses ``test`` and
+    a local folder its only split. The loader's warnings about files it could
+    not pair become ``unmatched`` entries.
     """
-    import datasets
+    import warnings
 
-    path = Path(name)
-    if path.exists() and not path.is_dir():
-        raise UsageError(f"--dataset {name} is a file; pass a folder or a Hub dataset id")
-    try:
-        if path.is_dir() and (path / "images").is_dir() and (path / "masks").is_dir() and not any(
-            path.rglob("metadata.jsonl")
-        ):
-            return _folder_pair_dataset(path)
-        if path.is_dir():
-            loaded = datasets.load_dataset("imagefolder", data_dir=str(path))
-        elif name.startswith((".", "/", "~")) or name.count("/") > 1 or os.sep != "/" and os.sep in name:
-            raise UsageError(f"--dataset {name}: no such folder")
-        else:
-            return datasets.load_dataset(name, split=split), []
-    except UsageError:
-        raise
-    except Exception as error:  # noqa: BLE001 - the CLI boundary
-        where = "local folder" if path.is_dir() else "Hub dataset (no local folder has that name)"
-        raise UsageError(f"cannot load {where} {name!r}: {type(error).__name__}: {error}") from None
-    if split in loaded:
-        return loaded[split], []
-    if path.is_dir() and len(loaded) == 1:
-        only = next(iter(loaded))
-        print(f"note: {name} has a single split ({only!r}); using it for --split {split}", file=sys.stderr)
-        return loaded[only], []
-    raise UsageError(f"dataset {name!r} has no split {split!r}; its splits: {', '.join(loaded)}")
+    from ..data import DatasetLoadError, load_saliency_dataset
+
+    local = Path(name).expanduser().is_dir()
+    if split is None and not local:
+        split = "test"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        try:
+            dataset = load_saliency_dataset(name, split=split, image_column=image_column, mask_column=mask_column)
+        except DatasetLoadError as error:
+            raise UsageError(str(error)) from None
+    unmatched = [
+        {"item": name, "reason": str(w.message)} for w in caught if issubclass(w.category, UserWarning)
+    ]
+    return dataset, split, unmatched
 
 
 def _undecoded(dataset, columns: list[str]):
@@ -330,19 +309,14 @@ def _score_model(args, metrics, per_image: list, unreadable: list, progress) -> 
     if args.save_predictions and Path(args.save_predictions).exists() and not Path(args.save_predictions).is_dir():
         raise UsageError(f"--save-predictions {args.save_predictions} exists and is not a folder")
     model, model_name = _load_model(args.model, args.device)  # first: it fails fast, a Hub dataset may be slow
-    dataset, unmatched = load_dataset_for_evaluation(args.dataset, args.split)
-    missing = [c for c in (args.image_column, args.mask_column) if c not in dataset.column_names]
-    if missing:
-        flags = {args.image_column: "--image-column", args.mask_column: "--mask-column"}
-        raise UsageError(
-            "; ".join(f"{flags[c]} {c!r} is not a column of the dataset" for c in missing)
-            + f"; its columns: {', '.join(dataset.column_names)}"
-        )
+    dataset, split, unmatched = load_dataset_for_evaluation(
+        args.dataset, args.split, args.image_column, args.mask_column
+    )
     if args.limit is not None and args.limit < len(dataset):
         dataset = dataset.select(range(args.limit))
     if len(dataset) == 0:
-        raise UsageError(f"dataset {args.dataset!r} split {args.split!r} has no rows")
-    dataset = _undecoded(dataset, [args.image_column, args.mask_column])
+        raise UsageError(f"dataset {args.dataset!r} (split {split!r}) has no rows")
+    dataset = _undecoded(dataset, ["image", "mask"])
     out_dir = Path(args.save_predictions) if args.save_predictions else None
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -352,7 +326,7 @@ def _score_model(args, metrics, per_image: list, unreadable: list, progress) -> 
         for start in range(0, len(dataset), args.batch_size):
             rows = dataset[start : start + args.batch_size]
             batch = []
-            for offset, (image_cell, mask_cell) in enumerate(zip(rows[args.image_column], rows[args.mask_column])):
+            for offset, (image_cell, mask_cell) in enumerate(zip(rows["image"], rows["mask"])):
                 index = start + offset
                 try:
                     image = _open_image_cell(image_cell)
@@ -380,14 +354,14 @@ def _score_model(args, metrics, per_image: list, unreadable: list, progress) -> 
                     if out_dir is not None:
                         Image.fromarray(_to_png_array(prediction.probability), mode="L").save(out_dir / f"{item}.png")
                     per_image.append({"item": item, "row": index, **scores})
-            bar.update(len(rows[args.image_column]))
+            bar.update(len(rows["image"]))
     finally:
         bar.close()
     return {
         "mode": "model",
         "model": model_name,
         "dataset": args.dataset,
-        "split": args.split,
+        "split": split,
         "image_column": args.image_column,
         "mask_column": args.mask_column,
         "limit": args.limit,
