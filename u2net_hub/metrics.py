@@ -37,7 +37,9 @@ The rules, in the order they are applied to each pair:
      literature report it.
    * ``Sm``: S-measure with alpha = 0.5.
    * ``maxE``, ``meanE``, ``adpE``: E-measure over the same 256 thresholds
-     (curve averaged over images, then max / mean) and at the adaptive one.
+     (curve averaged over images, then max / mean) and at the adaptive one;
+     like the reference code it divides by N - 1 pixels, so a perfect map
+     scores N / (N - 1), a hair above 1.
    * ``relaxF_boundary``: see :func:`relaxed_boundary_fmeasure`; the
      prediction is binarised at ``> 0.5`` (pysodmetrics' own binarisation of
      maps for the boundary-oriented HCE metric).
