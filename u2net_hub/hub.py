@@ -7,6 +7,7 @@ are wrong than a half-random network.
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from importlib import resources
 from typing import TYPE_CHECKING, Any, Mapping
@@ -97,7 +98,8 @@ def _template_text() -> str:
 def render_model_card(model: "U2Net", **kwargs: Any):
     """Render the repository's model_card.md for this model.
 
-    Keyword arguments reach the template: ``repo_id``, ``training`` (a dict:
+    Keyword arguments reach the template: ``repo_id`` (or ``model_ref``, the
+    expression the usage snippet passes to from_pretrained), ``training`` (a dict:
     dataset, command, steps, wall time, recipe), ``metrics`` (a dict of name to
     value, with ``metrics_dataset``) and ``notes`` (free markdown).
     """
@@ -108,8 +110,11 @@ def render_model_card(model: "U2Net", **kwargs: Any):
     training = kwargs.get("training") or {}
     if training.get("dataset_id"):
         card_data.datasets = [training["dataset_id"]]
+    repo_id = kwargs.pop("repo_id", None) or "path/to/this/folder"
     context = {
-        "repo_id": kwargs.pop("repo_id", None) or "path/to/this/folder",
+        "repo_id": repo_id,
+        # How the usage snippet names the model: a quoted id, or a constant such as DEMO_MODEL.
+        "model_ref": kwargs.pop("model_ref", None) or json.dumps(repo_id),
         "variant": model.variant,
         "num_parameters": model.num_parameters,
         "size_mb": model.num_parameters * 4 / 1e6,
