@@ -46,7 +46,7 @@ this module registers a Pillow plugin that recognises the recipe and renders
 it when the Image feature decodes the row. So `column_names` and `features`
 say ``image``/``mask`` (``Image()``), ``.select``/``.shard``/``.shuffle``/
 ``len`` and user transforms (``with_transform``) all behave as with any image
-dataset, and creating a set of a million rows takes milliseconds. Decoding
+dataset, and creating a set of a million rows takes a fraction of a second. Decoding
 needs ``u2net_hub.data`` imported in the process (importing any of the
 library's data tools does it); to store the rows as ordinary PNG files
 (e.g. before ``push_to_hub``), decode them in a map:
