@@ -86,6 +86,17 @@ _HEADER_DTYPE = np.dtype(
     }
 )
 _MAX_SIZE = 8192
+
+# Design knobs: the scene statistics in the docstring follow from these. Changing one changes the scenes.
+OBJECT_COUNT_P = (0.6, 0.28, 0.12)  # 1, 2, 3 salient objects
+FIRST_OBJECT_RADIUS = (0.12, 0.38)  # in units of the image side
+OFF_CENTRE_P = 0.2
+LOW_CONTRAST_P = 0.12
+SHADOW_P = 0.3
+CLUTTER_P = 0.75
+BACKGROUND_BLUR_P = 0.55
+HORIZON_P = 0.3
+BACKGROUND_CONTRAST = (0.45, 1.0)  # the background's own contrast is scaled by a factor in this range
 _MAX_ROWS = 2**31 // _HEADER.size - 1  # 32-bit Arrow offsets
 
 # -- textures -------------------------------------------------------------------------------------
@@ -446,13 +457,13 @@ def _background(rng: np.random.Generator, size: int, record: dict) -> Image.Imag
     base = _random_colour(rng)
     textured = rng.random() < 0.7
     # Flatten the background's own contrast a little so the objects stay the strongest structure.
-    contrast = rng.uniform(0.45, 1.0)
+    contrast = rng.uniform(*BACKGROUND_CONTRAST)
     style_p = [0.0, 0.0, 0.6, 0.4] if textured else [0.1, 0.9, 0.0, 0.0]
     record["background"] = []
     layer = _fill(rng, size, size, size, base, _BACKGROUND_WEIGHTS, style_p, contrast, record["background"])
-    record["horizon"] = bool(rng.random() < 0.3)
+    record["horizon"] = bool(rng.random() < HORIZON_P)
     if record["horizon"]:  # horizon: a second region along a wavy line through the whole frame
-        other_colour, other_contrast = _random_colour(rng), rng.uniform(0.45, 1.0)
+        other_colour, other_contrast = _random_colour(rng), rng.uniform(*BACKGROUND_CONTRAST)
         other = _fill(rng, size, size, size, other_colour, _BACKGROUND_WEIGHTS, [0.15, 0.25, 0.35, 0.25],
                       other_contrast, record["background"])
         level = rng.uniform(0.3, 0.8)
@@ -470,7 +481,7 @@ def _background(rng: np.random.Generator, size: int, record: dict) -> Image.Imag
 def _clutter(rng: np.random.Generator, background: Image.Image, size: int, record: dict) -> Image.Image:
     """Many small low-contrast shapes, tinted from the background under them: texture, never salient."""
     record["clutter"] = 0
-    if rng.random() >= 0.75:
+    if rng.random() >= CLUTTER_P:
         return background
     count = int(rng.integers(3, 61))
     record["clutter"] = count
@@ -507,12 +518,12 @@ def _clutter(rng: np.random.Generator, background: Image.Image, size: int, recor
 
 
 def _place_objects(rng: np.random.Generator) -> list[dict]:
-    count = int(rng.choice([1, 2, 3], p=[0.6, 0.28, 0.12]))
-    off_centre = rng.random() < 0.2
+    count = int(rng.choice([1, 2, 3], p=OBJECT_COUNT_P))
+    off_centre = rng.random() < OFF_CENTRE_P
     placed = []
     for i in range(count):
         if i == 0:
-            radius = rng.uniform(0.12, 0.38)
+            radius = rng.uniform(*FIRST_OBJECT_RADIUS)
             spread = 0.3 if off_centre else 0.1
             centre = np.clip(0.5 + rng.normal(0, spread, 2), 0.1, 0.9)
         else:
@@ -526,7 +537,7 @@ def _place_objects(rng: np.random.Generator) -> list[dict]:
                 centre = rng.uniform(0.15, 0.85, 2)
             centre = np.clip(centre, 0.08, 0.92)
         kind = _SHAPES[rng.choice(len(_SHAPES), p=_SALIENT_SHAPE_P)]
-        placed.append({"kind": kind, "radius": radius, "centre": centre, "low_contrast": rng.random() < 0.12})
+        placed.append({"kind": kind, "radius": radius, "centre": centre, "low_contrast": rng.random() < LOW_CONTRAST_P})
     return placed
 
 
@@ -535,7 +546,7 @@ def _render_arrays(seed: int, index: int, size: int, record: dict | None = None)
     record = {} if record is None else record
     rng = np.random.default_rng(np.random.SeedSequence([seed, index]))
     background = _clutter(rng, _background(rng, size, record), size, record)
-    blur = rng.uniform(0.002, 0.012) if rng.random() < 0.55 else 0.0
+    blur = rng.uniform(0.002, 0.012) if rng.random() < BACKGROUND_BLUR_P else 0.0
     record["blur"] = blur
     record["objects"] = []
     if blur > 0:  # depth of field: the background is softer than the objects
@@ -553,7 +564,7 @@ def _render_arrays(seed: int, index: int, size: int, record: dict | None = None)
         low = spec["low_contrast"]
         colour = _far_colour(rng, background_mean, 0.16 if low else 0.45, 0.3 if low else 9.0)
         edge_blur = rng.uniform(0.0, 0.003) if rng.random() < 0.3 else 0.0
-        shadow = rng.random() < 0.3
+        shadow = rng.random() < SHADOW_P
         shadow_offset = rng.normal(0, 0.06, 2) * spec["radius"]
         shadow_strength = rng.uniform(0.2, 0.45)
         shading = rng.uniform(0.0, 0.35)
@@ -650,7 +661,7 @@ def _cast_shadow(canvas, alpha, x0, y0, offset, radius, strength, size) -> None:
 
 # -- rendering cache and the Pillow plugin ------------------------------------------------------------
 
-_CACHE_BYTES = 256 * 2**20
+_CACHE_BYTES = 96 * 2**20
 _cache: OrderedDict[tuple[int, int, int], list] = OrderedDict()
 _cache_bytes = 0
 _cache_lock = threading.Lock()
