@@ -107,7 +107,9 @@ def test_parquet_clone_of_a_hub_repository_with_custom_column_names(tmp_path):
             "gt": [str(pairs_dir / f"{i}_gt.png") for i in range(3)],
             "name": [f"sample {i}" for i in range(3)],
         },
-        features=datasets.Features({"photo": datasets.Image(), "gt": datasets.Image(), "name": datasets.Value("string")}),
+        features=datasets.Features(
+            {"photo": datasets.Image(), "gt": datasets.Image(), "name": datasets.Value("string")}
+        ),
     )
     # Embed the bytes, as a pushed dataset has them, then write the parquet shard.
     table = table.map(lambda row: {"photo": row["photo"], "gt": row["gt"]})

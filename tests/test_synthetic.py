@@ -98,12 +98,18 @@ def test_seeds_and_indices_give_different_scenes():
 
 def test_a_scene_is_the_same_scene_at_every_size():
     """The layout is drawn in size-independent units: 160 px is the 320 px scene, smaller."""
-    for index in range(4):
+    for index in range(6):
+        small_record = describe_synthetic_sample(index, size=80, seed=2)
+        big_record = describe_synthetic_sample(index, size=160, seed=2)
+        for key in ("background", "horizon", "blur", "clutter", "noise"):
+            assert small_record[key] == big_record[key]
+        for a, b in zip(small_record["objects"], big_record["objects"], strict=True):
+            assert (a["kind"], a["radius"], a["centre"], a["fill"]) == (b["kind"], b["radius"], b["centre"], b["fill"])
         big = np.asarray(render_synthetic_sample(index, size=160, seed=2)[1].resize((80, 80), Image.BILINEAR))
         small = np.asarray(render_synthetic_sample(index, size=80, seed=2)[1])
         big, small = big / 255.0, small / 255.0
         iou = np.minimum(big, small).sum() / np.maximum(big, small).sum()
-        assert iou > 0.93, (index, iou)
+        assert iou > 0.9, (index, iou)
 
 
 def test_masks_are_never_empty_nor_full(scenes):

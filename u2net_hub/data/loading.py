@@ -89,8 +89,10 @@ def pair_folders(image_dir: str | Path, mask_dir: str | Path) -> tuple[list[tupl
     images, ambiguous_images = _files(image_dir, IMAGE_EXTENSIONS)
     masks, ambiguous_masks = _files(mask_dir, MASK_EXTENSIONS)
     pairs = [(images[stem], masks[stem]) for stem in sorted(images) if stem in masks]
-    problems = [f"{image_dir.name}/{images[s].relative_to(image_dir)}: no mask" for s in sorted(images) if s not in masks]
-    problems += [f"{mask_dir.name}/{masks[s].relative_to(mask_dir)}: no image" for s in sorted(masks) if s not in images]
+    problems = [f"{image_dir.name}/{images[s].relative_to(image_dir)}: no mask"
+                for s in sorted(images) if s not in masks]
+    problems += [f"{mask_dir.name}/{masks[s].relative_to(mask_dir)}: no image"
+                 for s in sorted(masks) if s not in images]
     problems += [f"{image_dir.name}/{a}: ambiguous" for a in ambiguous_images]
     problems += [f"{mask_dir.name}/{a}: ambiguous" for a in ambiguous_masks]
     return pairs, problems
@@ -252,7 +254,9 @@ def load_saliency_dataset(
 
     if config_name is not None:
         if dataset_config_name is not None and dataset_config_name != config_name:
-            raise DatasetLoadError(f"dataset_config_name={dataset_config_name!r} and config_name={config_name!r} differ")
+            raise DatasetLoadError(
+                f"dataset_config_name={dataset_config_name!r} and config_name={config_name!r} differ"
+            )
         dataset_config_name = config_name
     if dataset_name is not None and data_dir is not None:
         name_path = Path(dataset_name).expanduser()
