@@ -29,7 +29,7 @@ from .processing import (
 )
 
 
-@dataclass(repr=False)
+@dataclass(repr=False, eq=False)
 class Prediction:
     """The result for one image, everything at the image's own size.
 
