@@ -416,6 +416,14 @@ def side_maps_of(prediction: Any) -> list[np.ndarray]:
     return [] if maps is None else list(maps)
 
 
+def _save(image: Image.Image, path: Path, quality: int | None = None) -> str:
+    if quality is None:
+        image.save(path, compress_level=3)  # PNG: fast to write, lossless
+    else:
+        image.save(path, quality=quality)
+    return str(path)
+
+
 def _safe_stem(path: Any) -> str:
     stem = Path(str(path)).stem if isinstance(path, (str, os.PathLike)) else "image"
     stem = re.sub(r"[^A-Za-z0-9_-]+", "-", stem).strip("-")[:40]
@@ -459,9 +467,15 @@ class BackgroundRemover:
     ):
         """Remove the background of one photo.
 
-        Returns (before/after pair, mask, path of the RGBA cutout PNG,
-        captioned heat maps of the fused and six side outputs, a Markdown
-        summary with sizes and timings).
+        Returns file paths, all in a folder of their own for this request:
+        the (photo, cutout) preview pair (WebP, at most DISPLAY_SIDE), the
+        8-bit mask and the RGBA cutout (PNG, the photo's size), the captioned
+        heat maps of the fused and six side outputs (PNG), and a Markdown
+        summary with sizes and timings. Files rather than PIL images because
+        Gradio 6 writes returned PIL images to a content-named cache path
+        without an atomic rename: two identical requests at once could serve
+        each other a half-written file, while returned files are copied
+        into the cache atomically.
         """
         started = time.perf_counter()
         threshold = self._check_threshold(threshold)
@@ -481,7 +495,6 @@ class BackgroundRemover:
 
         mask = to_mask(prediction.probability, threshold or None)
         rgba = cutout(photo, mask, background=fill)
-        file_path = self._save_cutout(rgba, _safe_stem(image))
 
         display_size = _display_size(photo.size, DISPLAY_SIDE)
         before = photo if photo.size == display_size else photo.resize(display_size, Image.Resampling.BILINEAR)
@@ -496,11 +509,21 @@ class BackgroundRemover:
         gallery_size = _display_size(photo.size, GALLERY_SIDE)
         maps = [resize_probability(prediction.probability, gallery_size)]
         maps += [resize_probability(side, gallery_size) for side in side_maps_of(prediction)]
-        gallery = [(heatmap(m), caption) for m, caption in zip(maps, SIDE_CAPTIONS)]
+
+        folder = self._request_folder()
+        stem = _safe_stem(image)
+        before_path = _save(before, folder / "photo.webp", quality=90)
+        after_path = _save(after, folder / "cutout-preview.webp", quality=90)
+        mask_path = _save(mask, folder / f"{stem}-mask.png")
+        cutout_path = _save(rgba, folder / f"{stem}-cutout.png")
+        gallery = [
+            (_save(heatmap(m), folder / f"{caption.split(' ')[0]}.png"), caption)
+            for m, caption in zip(maps, SIDE_CAPTIONS)
+        ]
 
         total_ms = (time.perf_counter() - started) * 1000
         info = self._summary(loaded, original, photo.size, inference_ms, total_ms, threshold, normalize, background)
-        return (before, after), mask, str(file_path), gallery, info
+        return (before_path, after_path), mask_path, cutout_path, gallery, info
 
     # --------------------------------------------------------------- helpers
 
@@ -532,14 +555,12 @@ class BackgroundRemover:
             f"Unknown background {background!r}; choose one of {[value for _, value in BACKGROUNDS]}."
         )
 
-    def _save_cutout(self, rgba: Image.Image, stem: str) -> Path:
-        """Writes the full-resolution PNG where Gradio can serve it; old files are pruned as new ones come."""
+    def _request_folder(self) -> Path:
+        """A fresh folder for one request's files; folders older than 15 minutes are pruned as new ones come."""
         self._prune(max_age_s=900)
         folder = self.output_dir / uuid.uuid4().hex
         folder.mkdir(parents=True)
-        path = folder / f"{stem}-cutout.png"
-        rgba.save(path, format="PNG", compress_level=3)
-        return path
+        return folder
 
     def _prune(self, max_age_s: float) -> None:
         now = time.time()
@@ -654,12 +675,12 @@ def build_demo(remover: BackgroundRemover | None = None) -> gr.Blocks:
                 run = gr.Button("Remove background", variant="primary", elem_id="u2net-run")
             with gr.Column(scale=1):
                 slider = gr.ImageSlider(
-                    label="Before / after", type="pil", format="webp", max_height=520, elem_id="u2net-slider"
+                    label="Before / after", type="filepath", format="webp", max_height=520, elem_id="u2net-slider"
                 )
                 info = gr.Markdown(elem_id="u2net-info")
                 with gr.Row():
                     mask = gr.Image(
-                        label="Mask (8-bit, the photo's size)", type="pil", format="png",
+                        label="Mask (8-bit, the photo's size)", type="filepath", format="png",
                         interactive=False, elem_id="u2net-mask",
                     )
                     cutout_file = gr.File(label="Cutout (RGBA PNG, full size)", interactive=False, elem_id="u2net-cutout")
@@ -668,7 +689,7 @@ def build_demo(remover: BackgroundRemover | None = None) -> gr.Blocks:
                 "Side outputs: the fused map and what each decoder stage predicts (deep supervision); "
                 "the fraction is the resolution the stage works at"
             ),
-            columns=4, object_fit="contain", format="webp", elem_id="u2net-gallery",
+            columns=4, object_fit="contain", format="png", elem_id="u2net-gallery",
         )
 
         inputs = [image, model, threshold, normalize, background, colour]

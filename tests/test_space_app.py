@@ -68,7 +68,25 @@ def photo_path(tmp_path_factory) -> str:
 
 
 def run(remover, image, model, threshold=0.0, normalize=False, background="transparent", colour="#2e86de"):
-    return remover.segment(image, model, threshold, normalize, background, colour)
+    """One request; the returned files are opened, so tests read (before, after), mask, cutout, gallery, info."""
+    (before, after), mask, cutout_path, gallery, info = remover.segment(
+        image, model, threshold, normalize, background, colour
+    )
+    for path in (before, after, mask, cutout_path, *(item for item, _ in gallery)):
+        assert Path(path).is_file()
+    return (
+        (_open(before), _open(after)),
+        _open(mask),
+        cutout_path,
+        [(_open(item), caption) for item, caption in gallery],
+        info,
+    )
+
+
+def _open(path) -> Image.Image:
+    with Image.open(path) as image:
+        image.load()
+        return image
 
 
 @pytest.fixture(scope="module")
@@ -103,12 +121,14 @@ def test_segment_returns_every_output_at_the_right_size(base, reference, photo_p
     cut = Image.open(cutout_path)
     assert cut.format == "PNG" and cut.mode == "RGBA" and cut.size == (97, 61)
     assert Path(cutout_path).name == "my-photo-cutout.png"
+    assert mask.format == "PNG" and before.format == after.format == "WEBP"
     np.testing.assert_array_equal(np.asarray(cut)[..., 3], np.asarray(mask))  # transparent: alpha = mask
     np.testing.assert_array_equal(np.asarray(cut)[..., :3], np.asarray(Image.open(photo_path).convert("RGB")))
 
     assert len(gallery) == 7
     assert [caption for _, caption in gallery] == space.SIDE_CAPTIONS
     assert all(image.mode == "RGB" and image.size == gallery[0][0].size for image, _ in gallery)
+    assert gallery[0][0].format == "PNG"  # lossless: the heat maps are data
     assert "97 × 61 px" in info and "ms" in info and "tiny" in info
 
 
@@ -153,10 +173,15 @@ def test_filled_backgrounds_are_opaque_and_keep_the_object(remover, tiny_folder,
     assert after.mode == "RGB"
 
 
-def test_transparent_preview_shows_a_checkerboard(remover, tiny_folder, photo_path, level):
+def test_transparent_preview_shows_a_checkerboard(remover, tiny_folder, photo_path, level, space):
     (_, after), mask, *_ = run(remover, photo_path, tiny_folder, threshold=level)
-    outside = np.asarray(after)[np.asarray(mask) == 0]
-    assert set(np.unique(outside)) <= {214, 255} and len(np.unique(outside)) == 2
+    outside = np.asarray(mask) == 0
+    preview = np.asarray(after).astype(float)
+    board = np.asarray(space.checkerboard(after.size)).astype(float)
+    photo = np.asarray(Image.open(photo_path).convert("RGB")).astype(float)
+    # The preview is lossy WebP: close to the checkerboard where transparent, far from the photo there.
+    assert np.abs(preview - board)[outside].mean() < 12
+    assert np.abs(preview - photo)[outside].mean() > 40
 
 
 def test_large_photos_are_downscaled_before_processing(space, tiny_folder, tmp_path):
