@@ -213,6 +213,23 @@ def test_rows_decode_through_the_training_pipeline_in_worker_processes():
     assert all(b["labels"].max() == 1.0 and b["labels"].min() == 0.0 for b in batches)
 
 
+@pytest.mark.slow
+def test_rows_decode_in_spawned_workers_too():
+    """A fresh interpreter (spawn/forkserver: macOS, Windows, Python 3.14 on Linux) unpickles the transform,
+    which imports u2net_hub.data and so registers the renderer before the first row is decoded."""
+    ds = make_synthetic_dataset(4, size=32, seed=8).with_transform(SaliencyTransform(32, train=False))
+    loader = torch.utils.data.DataLoader(
+        ds, batch_size=2, num_workers=1, collate_fn=collate_fn, multiprocessing_context="spawn"
+    )
+    labels = torch.cat([b["labels"] for b in loader])
+    expected = torch.stack([
+        torch.from_numpy(np.asarray(render_synthetic_sample(i, size=32, seed=8)[1], dtype=np.float32))[None]
+        for i in range(4)
+    ])
+    expected = expected / expected.amax(dim=(1, 2, 3), keepdim=True)
+    assert torch.equal(labels, expected)
+
+
 def test_decoding_with_a_map_stores_plain_png():
     ds = make_synthetic_dataset(2, size=32, seed=6)
     stored = ds.map(lambda row: {"image": row["image"], "mask": row["mask"]})
