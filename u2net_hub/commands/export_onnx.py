@@ -11,7 +11,8 @@ def register(subparsers) -> None:
         help="export a model to ONNX (dynamic batch and size; output 0 = fused sigmoid map, as rembg expects)",
         description=(
             "Export a U²-Net to one .onnx file with dynamic batch, height and width. Output 0 is the fused "
-            "sigmoid map, so the file works with `rembg i -m u2net_custom -x '{\"model_path\": \"OUT.onnx\"}' in.jpg out.png`. "
+            "sigmoid map, so the file works with `rembg i -m u2net_custom -x '{\"model_path\": \"~/.u2net/OUT.onnx\"}' in.jpg out.png` "
+            "(copy it to ~/.u2net first: rembg only loads custom models from its models folder). "
             "The pre-processing (mean, std, input size, divide-by-max) is stored in the file's metadata. "
             "After exporting, the file is run once through onnxruntime and compared with PyTorch."
         ),
@@ -81,5 +82,7 @@ def run(args) -> int:
     print(f"  outputs: {', '.join(result.output_names)} (output 0 = fused sigmoid map)")
     if result.max_abs_error is not None:
         print(f"  onnxruntime vs PyTorch on {result.check_shape}: max abs difference {result.max_abs_error:.1e}")
-    print(f"  rembg: rembg i -m u2net_custom -x '{{\"model_path\": \"{result.path.resolve()}\"}}' in.jpg out.png")
+    # Recent rembg versions only load custom models from their models folder (~/.u2net, ~/.rembg, $U2NET_HOME).
+    print(f"  rembg: cp {result.path} ~/.u2net/ && rembg i -m u2net_custom "
+          f"-x '{{\"model_path\": \"~/.u2net/{result.path.name}\"}}' in.jpg out.png")
     return 0
