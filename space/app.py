@@ -723,6 +723,13 @@ def launch_demo(demo: gr.Blocks, settings: Settings, **kwargs: Any):
     )
 
 
+def _preload(remover: BackgroundRemover, model: str) -> None:
+    try:
+        remover.models.get(model)
+    except ModelLoadError as error:
+        print(f"the default model is not available: {error}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="U²-Net background removal demo (Gradio)")
     parser.add_argument("--model", help="model selected at start-up: a folder or a Hub id (default: $U2NET_MODEL or the bundled demo)")
@@ -732,7 +739,11 @@ def main(argv: list[str] | None = None) -> None:
     # Cached example outputs belong to this process's model: keep them out of the working tree and out of later runs.
     os.environ.setdefault("GRADIO_EXAMPLES_CACHE", tempfile.mkdtemp(prefix="u2net-space-examples-"))
     settings = Settings.from_env(default_model=args.model)
-    demo = build_demo(BackgroundRemover(settings))
+    remover = BackgroundRemover(settings)
+    demo = build_demo(remover)
+    # Load the default model while the server starts, so the first visitor does not wait for it
+    # (a failure here is only logged: the page reports it, and the other models still work).
+    threading.Thread(target=_preload, args=(remover, settings.default_model), daemon=True).start()
     launch_demo(demo, settings, server_name=args.host, server_port=args.port)
 
 

@@ -143,3 +143,18 @@ def test_an_unreadable_upload_shows_an_error_message(browser, server, tmp_path):
         assert server.process.poll() is None
     finally:
         page.close()
+
+
+def test_a_bundled_example_runs_from_its_cache(browser, server):
+    """Clicking an example fills the controls and shows outputs (computed on first use, then cached)."""
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    try:
+        page.goto(server.url, wait_until="domcontentloaded", timeout=TIMEOUT_MS)
+        page.wait_for_selector("#u2net-input input[type=file]", state="attached", timeout=TIMEOUT_MS)
+        page.get_by_text("coffee · white").click()
+        page.wait_for_selector("#u2net-info :text('600 × 400 px')", timeout=TIMEOUT_MS)
+        page.wait_for_function("document.querySelectorAll('#u2net-gallery img').length >= 7", timeout=TIMEOUT_MS)
+        assert "background white" in page.locator("#u2net-info").inner_text()
+        assert page.locator("#u2net-input img").count() >= 1  # the example photo was put in the input
+    finally:
+        page.close()
