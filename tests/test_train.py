@@ -155,3 +155,200 @@ def test_tensorboard_tracker_is_checked():
 def test_mixed_precision_default_follows_the_hardware():
     cpu_default = T.default_mixed_precision(use_cpu=True)
     assert cpu_default == ("bf16" if T.cpu_has_native_bf16() else "no")
+
+
+# --------------------------------------------------------------- end to end
+
+
+def test_one_process_training_lowers_the_loss_and_saves_a_loadable_model(tmp_path):
+    out = tmp_path / "run"
+    result = _launch(SMALL + [
+        "--output_dir", str(out), "--train_batch_size", "4", "--max_train_steps", "32", "--learning_rate", "1e-3",
+        "--synthetic_num_images", "8", "--seed", "0", "--validation_steps", "1000", "--checkpointing_steps", "1000",
+        "--push_to_hub", "--hub_model_id", "someone/u2net-test", "--report_to", "tensorboard",
+    ])
+    output = result.stdout + result.stderr
+    # Offline, the push fails *after* everything was saved, with its own documented exit code
+    # (which `accelerate launch` reports as its own exit status 1 plus the script's status).
+    assert result.returncode != 0 and "returned non-zero exit status 3." in output, output[-4000:]
+    assert "cannot push to the Hub: HF_HUB_OFFLINE" in output
+    assert "world size: 1" in output
+
+    losses = [r["loss"] for r in _events(out, "train")]
+    assert [r["step"] for r in _events(out, "train")] == list(range(1, 33))
+    # Per-batch losses are noisy (scenes differ a lot); 8 scenes seen 16 times each are learnt well enough.
+    first, last = np.mean(losses[:8]), np.mean(losses[-8:])
+    assert last < 0.85 * first, f"loss did not fall: first 8 steps {first:.3f}, last 8 steps {last:.3f}"
+
+    assert list((out / "logs").rglob("events.out.tfevents*")), "tensorboard recorded nothing"
+    (validation,) = _events(out, "validation")  # only the final one
+    assert validation["step"] == 32 and validation["num_images"] == 6
+    assert 0.0 <= validation["maxF"] <= 1.0 and 0.0 <= validation["MAE"] <= 1.0
+    end = _events(out, "end")[-1]
+    if T.default_mixed_precision(use_cpu=True) == "bf16":
+        assert end["forward_dtype"] == "torch.bfloat16"  # autocast really ran in bf16 on this CPU
+
+    # The final checkpoint exists and is complete; the model folder loads strictly.
+    assert [p.name for p in T.list_checkpoints(out)] == ["checkpoint-32"]
+    model = U2Net.from_pretrained(str(out))
+    assert model.variant == "tiny" and model.preprocessing.input_size == 64
+    with torch.no_grad():
+        assert model(torch.randn(1, 3, 64, 64)).logits.shape == (1, 1, 64, 64)
+    card = (out / "README.md").read_text()
+    assert "**steps**: 32" in card and "synthetic" in card
+    assert "train/train.py" in card and "--max_train_steps 32" in card
+    assert f"{validation['maxF']:.4f}" in card  # the final validation metrics are in the card
+
+
+def test_two_cpu_processes_shard_the_data_and_gather_metrics(tmp_path):
+    out = tmp_path / "ddp"
+    result = _launch(SMALL + [
+        "--output_dir", str(out), "--train_batch_size", "2", "--max_train_steps", "3", "--synthetic_num_images", "12",
+        "--synthetic_validation_num_images", "5", "--eval_batch_size", "2", "--checkpointing_steps", "2",
+    ], processes=2)
+    output = _check(result)
+    assert "world size: 2" in output
+    for rank in (0, 1):  # both ranks trained, each on its own half of every global batch
+        assert f"rank {rank}/2: 3 optimizer steps on 6 samples this run" in output
+    assert _events(out, "start")[0]["world_size"] == 2
+    # 5 validation images over 2 ranks x batches of 2: Accelerate pads the last batch; no image counted twice.
+    (validation,) = _events(out, "validation")
+    assert validation["num_images"] == 5
+    assert sorted(p.name for p in (out / "checkpoint-3").glob("random_states_*")) == [
+        "random_states_0.pkl", "random_states_1.pkl"]
+    assert [p.name for p in T.list_checkpoints(out)] == ["checkpoint-2", "checkpoint-3"]
+    assert T.read_trainer_state(out / "checkpoint-3")["world_size"] == 2
+    U2Net.from_pretrained(str(out))
+
+
+def test_sigkill_then_resume_latest_continues_at_the_same_step(tmp_path):
+    out = tmp_path / "resume"
+    common = SMALL + ["--output_dir", str(out), "--train_batch_size", "2", "--synthetic_num_images", "16",
+                      "--checkpointing_steps", "3", "--validation_steps", "1000", "--seed", "3"]
+    cmd = LAUNCH + ["--num_processes", "1", str(SCRIPT)] + common + ["--max_train_steps", "200"]
+    process = subprocess.Popen(cmd, cwd=REPO_ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               start_new_session=True, text=True)
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and process.poll() is None:
+            latest = T.latest_checkpoint(out)
+            if latest is not None and T.checkpoint_step(latest) >= 6:
+                break
+            time.sleep(0.05)
+        assert process.poll() is None, f"training ended early: {process.stderr.read()[-3000:]}"
+        os.killpg(process.pid, signal.SIGKILL)  # no chance to clean up or finish a save
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        process.stderr.close()
+    assert not (out / "config.json").exists()  # it really died before the end
+    killed_at = T.checkpoint_step(T.latest_checkpoint(out))
+    assert killed_at >= 6 and killed_at % 3 == 0
+
+    # What a kill during a save leaves behind, and a foreign half-written folder: both must be ignored.
+    (out / f".checkpoint-{killed_at + 3}.tmp").mkdir(exist_ok=True)
+    (out / f".checkpoint-{killed_at + 3}.tmp" / "model.safetensors").write_bytes(b"partial")
+    (out / "checkpoint-999").mkdir()
+    (out / "checkpoint-999" / "optimizer.bin").write_bytes(b"partial")
+
+    total = killed_at + 4
+    output = _check(_launch(common + ["--max_train_steps", str(total), "--resume_from_checkpoint", "latest"]))
+    position = killed_at % 8  # 16 images / batch 2 = 8 steps per epoch
+    assert f"resumed from {out / f'checkpoint-{killed_at}'} at step {killed_at} " \
+           f"(epoch {killed_at // 8}, skipping {position} batches)" in output
+    starts = _events(out, "start")
+    assert starts[-1]["global_step"] == killed_at and starts[-1]["resumed_from"].endswith(f"checkpoint-{killed_at}")
+    records = T.read_jsonl(out / T.TRAIN_LOG_NAME)
+    last_start = max(i for i, r in enumerate(records) if r.get("event") == "start")
+    resumed_steps = [r["step"] for r in records[last_start:] if r.get("event") == "train"]
+    assert resumed_steps == list(range(killed_at + 1, total + 1))
+    assert "rank 0/1: 4 optimizer steps on 8 samples this run" in output
+    assert not (out / f".checkpoint-{killed_at + 3}.tmp").exists()
+    assert (out / "checkpoint-999").is_dir() and not T.is_complete_checkpoint(out / "checkpoint-999")
+    complete = [T.checkpoint_step(p) for p in T.list_checkpoints(out)]
+    assert complete[-1] == total and killed_at in complete
+    assert T.read_trainer_state(out / f"checkpoint-{total}")["images_seen"] == total * 2
+    assert "**steps**: " + str(total) in (out / "README.md").read_text()
+    U2Net.from_pretrained(str(out))
+
+
+def _write_scenes(folder: Path, count: int, size: int = 48) -> list[tuple[Image.Image, Image.Image]]:
+    """Real little JPEG photos of a disc on a noisy background, with PNG masks."""
+    from PIL import ImageDraw
+
+    rng = np.random.default_rng(0)
+    pairs = []
+    for i in range(count):
+        background = rng.integers(0, 120, (size, size, 3), dtype=np.uint8)
+        image = Image.fromarray(background, "RGB")
+        mask = Image.new("L", (size, size), 0)
+        r = int(rng.integers(size // 6, size // 3))
+        cx, cy = (int(v) for v in rng.integers(r, size - r, 2))
+        colour = tuple(int(v) for v in rng.integers(150, 256, 3))
+        ImageDraw.Draw(image).ellipse((cx - r, cy - r, cx + r, cy + r), fill=colour)
+        ImageDraw.Draw(mask).ellipse((cx - r, cy - r, cx + r, cy + r), fill=255)
+        pairs.append((image, mask))
+    return pairs
+
+
+def _imagefolder(root: Path, count: int = 6) -> Path:
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    lines = []
+    for i, (image, mask) in enumerate(_write_scenes(root, count)):
+        image.save(root / "images" / f"{i}.jpg", quality=90)
+        mask.save(root / "masks" / f"{i}.png")
+        lines.append(json.dumps({"file_name": f"images/{i}.jpg", "mask_file_name": f"masks/{i}.png"}))
+    (root / "metadata.jsonl").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def _folder_pair(root: Path, count: int = 6) -> Path:
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for i, (image, mask) in enumerate(_write_scenes(root, count)):
+        image.save(root / "images" / f"scene_{i:03d}.jpg", quality=90)
+        mask.save(root / "masks" / f"scene_{i:03d}.png")
+    return root
+
+
+@pytest.mark.parametrize("layout", ["imagefolder", "folder_pair"])
+def test_local_folders_train_with_a_held_out_count(tmp_path, layout):
+    data = (_imagefolder if layout == "imagefolder" else _folder_pair)(tmp_path / "data")
+    out = tmp_path / "out"
+    extra = []
+    if layout == "imagefolder":  # fine-tune a saved model
+        U2Net(variant="tiny", input_size=64).save_pretrained(tmp_path / "init")
+        extra = ["--init_from", str(tmp_path / "init")]
+    else:  # a custom stage table in config.json's format
+        config = U2Net(variant="tiny").config
+        for spec in config["stages"].values():
+            spec["mid_channels"] = 8
+        config["variant"] = "custom"
+        (tmp_path / "custom.json").write_text(json.dumps(config))
+        extra = ["--config", str(tmp_path / "custom.json")]
+    output = _check(_launch(SMALL + extra + [
+        "--train_data_dir", str(data), "--validation_split", "2", "--output_dir", str(out),
+        "--train_batch_size", "2", "--max_train_steps", "2",
+    ]))
+    assert "4 training images, 2 validation images" in output
+    (validation,) = _events(out, "validation")
+    assert validation["num_images"] == 2
+    model = U2Net.from_pretrained(str(out))
+    card = (out / "README.md").read_text()
+    assert "local folder data" in card and "2 images held out" in card
+    if layout == "imagefolder":
+        assert "fine-tuned from" in card and model.variant == "tiny"
+    else:
+        assert model.variant == "custom" and model.stages["stage1"].mid_channels == 8
+
+
+def test_a_wrong_column_name_lists_the_columns(tmp_path):
+    data = _imagefolder(tmp_path / "data", count=2)
+    result = _launch(SMALL + ["--train_data_dir", str(data), "--image_column", "photo",
+                              "--output_dir", str(tmp_path / "out"), "--max_train_steps", "1"])
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "'photo'" in output and "['image', 'mask']" in output
+    assert not (tmp_path / "out" / "model.safetensors").exists()

@@ -134,69 +134,69 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def build_datasets(args, logger):
     """(train dataset, validation dataset or None, a description of both for the model card)."""
-    from u2net_hub.data import make_synthetic_dataset
+    from u2net_hub.data import load_saliency_dataset, make_synthetic_dataset, split_for_validation
 
-    def load_saliency_dataset(*a, **k):
-        from u2net_hub.data import load_saliency_dataset as load
-
-        return load(*a, **k)
+    def load(source: str, split: str, config_name: str | None = None):
+        where = {"dataset_name": source} if source == args.dataset_name or source == args.eval_dataset_name \
+            else {"data_dir": source}
+        return load_saliency_dataset(
+            **where, dataset_config_name=config_name, split=split, image_column=args.image_column,
+            mask_column=args.mask_column, cache_dir=args.cache_dir,
+        )
 
     validation = None
     info: dict[str, str] = {}
     split = args.validation_split
-    if not (args.dataset_name or args.train_data_dir):
+    source = args.dataset_name or args.train_data_dir
+    if source is None:
         train = make_synthetic_dataset(args.synthetic_num_images, size=args.resolution, seed=args.synthetic_seed)
         info["dataset"] = f"built-in synthetic scenes ({len(train)} images, seed {args.synthetic_seed})"
-        if split in (None, "synthetic"):
+        if split is None and not args.eval_dataset_name:
             validation = make_synthetic_dataset(
                 args.synthetic_validation_num_images, size=args.resolution, seed=args.synthetic_validation_seed
             )
             info["validation"] = (
                 f"held-out synthetic scenes ({len(validation)} images, seed {args.synthetic_validation_seed})"
             )
-            split = "none"
     else:
-        source = args.dataset_name or args.train_data_dir
-        train = load_saliency_dataset(
-            source, split=args.train_split, config_name=args.dataset_config_name,
-            image_column=args.image_column, mask_column=args.mask_column, cache_dir=args.cache_dir,
-        )
-        info["dataset"] = f"{source} ({args.train_split} split, {len(train)} images)" if args.dataset_name \
-            else f"local folder {Path(source).name} ({len(train)} images)"
+        train = load(source, args.train_split, args.dataset_config_name)
         if args.dataset_name:
+            info["dataset"] = f"{source} ({args.train_split} split, {len(train)} images)"
             info["dataset_id"] = args.dataset_name
+        else:
+            info["dataset"] = f"local folder {Path(source).name} ({len(train)} images)"
 
+    holdout = _parse_holdout(split)
     if args.eval_dataset_name:
         eval_split = split if split not in (None, "none") else "test"
-        validation = load_saliency_dataset(
-            args.eval_dataset_name, split=eval_split, image_column=args.image_column,
-            mask_column=args.mask_column, cache_dir=args.cache_dir,
-        )
+        validation = load(args.eval_dataset_name, eval_split)
         info["validation"] = f"{args.eval_dataset_name} ({eval_split} split, {len(validation)} images)"
-    elif split is None and args.dataset_name:
+    elif split == "none":
+        validation = None
+        info.pop("validation", None)
+    elif holdout is not None:
+        train, validation = split_for_validation(train, holdout, seed=args.seed)
+        info["validation"] = f"{len(validation)} images held out from the training data (seed {args.seed})"
+        info["dataset"] += f", {len(train)} used for training"
+    elif split is not None:
+        if source is None:
+            raise SystemExit(f"--validation_split {split!r}: the synthetic data has no named splits; "
+                             "give a fraction or a count, or leave it out for the held-out synthetic set")
+        validation = load(source, split, args.dataset_config_name)
+        description = getattr(train.info, "description", None)
+        if description and description == getattr(validation.info, "description", None):
+            raise SystemExit(f"--validation_split {split!r} loads the same images as --train_split "
+                             f"{args.train_split!r} from {source}; give a fraction or a count to hold some out")
+        info["validation"] = f"{source} ({split} split, {len(validation)} images)"
+    elif args.dataset_name:
+        # No choice made: use the dataset's own validation or test split when it has one.
         for candidate in ("validation", "test"):
             try:
-                validation = load_saliency_dataset(
-                    args.dataset_name, split=candidate, config_name=args.dataset_config_name,
-                    image_column=args.image_column, mask_column=args.mask_column, cache_dir=args.cache_dir,
-                )
-            except (ValueError, KeyError):
+                validation = load(source, candidate, args.dataset_config_name)
+            except ValueError:
                 continue
-            info["validation"] = f"{args.dataset_name} ({candidate} split, {len(validation)} images)"
+            info["validation"] = f"{source} ({candidate} split, {len(validation)} images)"
             break
-    elif split not in (None, "none"):
-        holdout = _parse_holdout(split)
-        if holdout is not None:
-            parts = train.train_test_split(test_size=holdout, seed=args.seed, shuffle=True)
-            train, validation = parts["train"], parts["test"]
-            info["validation"] = f"{len(validation)} images held out from the training data (seed {args.seed})"
-        else:
-            source = args.dataset_name or args.train_data_dir
-            validation = load_saliency_dataset(
-                source, split=split, config_name=args.dataset_config_name,
-                image_column=args.image_column, mask_column=args.mask_column, cache_dir=args.cache_dir,
-            )
-            info["validation"] = f"{source} ({split} split, {len(validation)} images)"
 
     if args.max_train_samples is not None:
         train = train.select(range(min(args.max_train_samples, len(train))))
@@ -207,8 +207,10 @@ def build_datasets(args, logger):
     return train, validation, info
 
 
-def _parse_holdout(value: str) -> float | int | None:
+def _parse_holdout(value: str | None) -> float | int | None:
     """A fraction or a count of training samples to hold out; None for a split name."""
+    if value is None:
+        return None
     try:
         number = float(value)
     except ValueError:
@@ -292,7 +294,9 @@ def main(argv: list[str] | None = None) -> int:
         f"world size: {world} | device: {accelerator.device} | mixed precision: {accelerator.mixed_precision} "
         f"| channels_last: {args.channels_last} | distributed: {accelerator.distributed_type}"
     )
-    set_seed(args.seed, device_specific=True)
+    # One seed for the weights (the same initial model whatever the world size), then one per process
+    # so the ranks draw different crops and flips.
+    set_seed(args.seed)
 
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
@@ -301,9 +305,15 @@ def main(argv: list[str] | None = None) -> int:
     accelerator.wait_for_everyone()
 
     # -- data (the main process builds/caches first, the others then reuse the cache)
-    with accelerator.main_process_first():
-        train_dataset, eval_dataset, data_info = build_datasets(args, logger)
+    from u2net_hub.data import DatasetLoadError
+
+    try:
+        with accelerator.main_process_first():
+            train_dataset, eval_dataset, data_info = build_datasets(args, logger)
+    except (DatasetLoadError, ValueError) as error:
+        raise SystemExit(f"error: {error}") from None
     model, origin = build_model(args, logger)
+    set_seed(args.seed, device_specific=True)
     pre = model.preprocessing
     train_transform = SaliencyTransform(
         resolution=args.resolution, crop_size=args.crop_size or None, flip=args.random_flip, train=True,
@@ -323,6 +333,7 @@ def main(argv: list[str] | None = None) -> int:
         eval_dataloader = torch.utils.data.DataLoader(
             eval_dataset.with_transform(eval_transform), batch_size=args.eval_batch_size, shuffle=False,
             collate_fn=collate_fn, num_workers=args.dataloader_num_workers,
+            persistent_workers=args.dataloader_num_workers > 0,
         )
 
     # -- model and optimisation
@@ -437,6 +448,7 @@ def main(argv: list[str] | None = None) -> int:
     step_losses = []
     last_checkpoint_step = global_step if resume_path is not None else None
     step_started = time.perf_counter()
+    epoch = first_epoch
 
     for epoch in range(first_epoch, num_epochs):
         if global_step >= max_train_steps:
@@ -501,7 +513,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # -- the end: last checkpoint, final validation, the model folder
     if last_checkpoint_step != global_step:
-        T.save_checkpoint(accelerator, output_dir, global_step, trainer_state(num_epochs - 1),
+        T.save_checkpoint(accelerator, output_dir, global_step, trainer_state(epoch),
                           args.checkpoints_total_limit)
         log.write({"event": "checkpoint", "step": global_step})
     final_metrics = run_validation(global_step)
