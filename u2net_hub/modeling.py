@@ -296,7 +296,9 @@ class U2Net(
         unknown = sorted(set(config) - known)
         if unknown:
             raise ConfigError(f"config.json of {model_id} has unknown keys {unknown}; known keys are {sorted(known)}")
-        model = cls(**model_kwargs)
+        # Strict loads replace every tensor, so build on the meta device and skip the random initialisation.
+        with torch.device("meta" if strict else "cpu"):
+            model = cls(**model_kwargs)
         if os.path.isdir(model_id):
             model_file = os.path.join(model_id, constants.SAFETENSORS_SINGLE_FILE)
             if not os.path.isfile(model_file):
@@ -314,7 +316,7 @@ class U2Net(
         state_dict = load_safetensors_state_dict(model_file)
         if strict:
             check_state_dict(model, state_dict, source=model_id)
-        model.load_state_dict(state_dict, strict=strict)
+        model.load_state_dict(state_dict, strict=strict, assign=strict)
         model.to(map_location)
         model.eval()
         return model
