@@ -26,7 +26,7 @@ import time
 import uuid
 import warnings
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -114,7 +114,6 @@ class Settings:
     max_models: int = 3
     #: Whether users may type local folders; off on a public Space (``SPACE_ID`` set) unless asked for.
     allow_local_models: bool = True
-    extra_models: list[str] = field(default_factory=list)
 
     @classmethod
     def from_env(cls, **overrides: Any) -> "Settings":
@@ -140,10 +139,8 @@ class Settings:
             (f"full U²-Net, the authors' weights ({self.full_model})", self.full_model),
         ]
         known = {value for _, value in choices}
-        for value in [self.default_model, *self.extra_models]:
-            if value not in known:
-                choices.insert(0, (value, value))
-                known.add(value)
+        if self.default_model not in known:  # U2NET_MODEL named something else: offer it first
+            choices.insert(0, (self.default_model, self.default_model))
         return choices
 
 
@@ -252,16 +249,20 @@ class ModelCache:
                 self._models.move_to_end(key)
                 return loaded
             key_lock = self._loading.setdefault(key, threading.Lock())
-        with key_lock:
-            with self._lock:
-                loaded = self._models.get(key)
-            if loaded is None:
-                loaded = self._load(key)
+        try:
+            with key_lock:
                 with self._lock:
-                    self._models[key] = loaded
-                    self.loads += 1
-                    while len(self._models) > self.max_models:
-                        self._models.popitem(last=False)
+                    loaded = self._models.get(key)
+                if loaded is None:
+                    loaded = self._load(key)
+                    with self._lock:
+                        self._models[key] = loaded
+                        self.loads += 1
+                        while len(self._models) > self.max_models:
+                            self._models.popitem(last=False)
+        finally:
+            with self._lock:  # no lock left behind per typed-in name (a public Space sees many)
+                self._loading.pop(key, None)
         return loaded
 
     def cached(self) -> list[str]:
@@ -374,7 +375,8 @@ def _loaded(photo: Image.Image) -> tuple[Image.Image, tuple[int, int]]:
 
 def _strip_path(text: str) -> str:
     """Error messages name the uploaded temp file; the user only needs the reason."""
-    return re.sub(r"(/[^\s:'\"]+)+", "the upload", text).strip()
+    text = re.sub(r"(['\"])/[^'\"]*\1", "the upload", text)  # quoted, possibly with spaces
+    return re.sub(r"(?<![\w.])/[^\s:'\"]+", "the upload", text).strip()
 
 
 def _display_size(size: tuple[int, int], longest: int) -> tuple[int, int]:

@@ -223,7 +223,10 @@ def test_bad_images_raise_user_errors(remover, tiny_folder, tmp_path):
     corrupt.write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 20)
     text = tmp_path / "notes.jpg"
     text.write_text("not an image")
-    for image in (str(corrupt), str(text), str(tmp_path / "missing.png")):
+    spaced = tmp_path / "a folder with spaces" / "photo 1.png"
+    spaced.parent.mkdir()
+    spaced.write_bytes(b"GIF89a" + b"\x00" * 10)
+    for image in (str(corrupt), str(text), str(tmp_path / "missing.png"), str(spaced)):
         with pytest.raises(gr.Error) as caught:
             run(remover, image, tiny_folder)
         assert "Cannot read the image" in caught.value.message
