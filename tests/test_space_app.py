@@ -184,9 +184,10 @@ def test_transparent_preview_shows_a_checkerboard(remover, tiny_folder, photo_pa
     assert np.abs(preview - photo)[outside].mean() > 40
 
 
-def test_large_photos_are_downscaled_before_processing(space, tiny_folder, tmp_path):
+def test_large_photos_are_downscaled_before_processing(space, remover, tiny_folder, tmp_path):
     """Above max_pixels the photo is reduced first (JPEG: decoded at a reduced scale), and the summary says so."""
-    small_limit = space.BackgroundRemover(space.Settings(default_model=tiny_folder, max_pixels=20_000))
+    settings = space.Settings(default_model=tiny_folder, max_pixels=20_000)
+    small_limit = space.BackgroundRemover(settings, models=remover.models)
     path = tmp_path / "big.jpg"
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)).save(path)
     (before, _), mask, cutout_path, _, info = run(small_limit, str(path), tiny_folder)
