@@ -223,8 +223,9 @@ def test_two_cpu_processes_shard_the_data_and_gather_metrics(tmp_path):
 
 def test_sigkill_then_resume_latest_continues_at_the_same_step(tmp_path):
     out = tmp_path / "resume"
+    # No random crop, so a batch's foreground share depends only on which scenes it holds (flips keep it).
     common = SMALL + ["--output_dir", str(out), "--train_batch_size", "2", "--synthetic_num_images", "16",
-                      "--checkpointing_steps", "3", "--validation_steps", "1000", "--seed", "3"]
+                      "--checkpointing_steps", "3", "--validation_steps", "1000", "--seed", "3", "--crop_size", "0"]
     cmd = LAUNCH + ["--num_processes", "1", str(SCRIPT)] + common + ["--max_train_steps", "200"]
     process = subprocess.Popen(cmd, cwd=REPO_ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                start_new_session=True, text=True)
@@ -271,6 +272,21 @@ def test_sigkill_then_resume_latest_continues_at_the_same_step(tmp_path):
     assert T.read_trainer_state(out / f"checkpoint-{total}")["images_seen"] == total * 2
     assert "**steps**: " + str(total) in (out / "README.md").read_text()
     U2Net.from_pretrained(str(out))
+
+    # Same place in the data: every step, before and after the kill, used the batch of the epoch's shuffle
+    # (seed 3) that comes at that position, identified by its share of foreground pixels.
+    from u2net_hub.data import SaliencyTransform, make_synthetic_dataset
+
+    scenes = make_synthetic_dataset(16, size=64, seed=0).with_transform(
+        SaliencyTransform(resolution=64, crop_size=None, train=False))
+    foreground = [float(scenes[i]["labels"].sum()) for i in range(16)]
+    sampler = T.EpochShuffleSampler(16, seed=3)
+    for record in _events(out, "train"):
+        step = record["step"] - 1
+        sampler.set_epoch(step // 8)
+        batch = list(sampler)[2 * (step % 8): 2 * (step % 8) + 2]
+        expected = sum(foreground[i] for i in batch) / (2 * 64 * 64)
+        assert record["mask_fraction"] == pytest.approx(expected, abs=1e-6), f"step {step + 1} used other data"
 
 
 def _write_scenes(folder: Path, count: int, size: int = 48) -> list[tuple[Image.Image, Image.Image]]:

@@ -445,7 +445,7 @@ def main(argv: list[str] | None = None) -> int:
     local_updates = 0
     first_loss = None
     forward_dtype = None
-    step_losses = []
+    step_losses, step_foreground = [], []
     last_checkpoint_step = global_step if resume_path is not None else None
     step_started = time.perf_counter()
     epoch = first_epoch
@@ -469,6 +469,7 @@ def main(argv: list[str] | None = None) -> int:
                 accelerator.print(f"forward pass dtype: {dtype}")
             samples_this_process += batch["pixel_values"].shape[0]
             step_losses.append(loss)
+            step_foreground.append(batch["labels"].detach().float().mean())
             if not accelerator.sync_gradients:
                 continue
             # -- one optimizer step done
@@ -476,12 +477,16 @@ def main(argv: list[str] | None = None) -> int:
             local_updates += 1
             now = time.perf_counter()
             train_seconds += now - step_started
-            step_loss = accelerator.reduce(torch.stack(step_losses).mean(), reduction="mean").item()
-            step_losses = []
+            step_loss, foreground = accelerator.reduce(
+                torch.stack([torch.stack(step_losses).mean(), torch.stack(step_foreground).mean()]), reduction="mean"
+            ).tolist()
+            step_losses, step_foreground = [], []
             if first_loss is None:
                 first_loss = step_loss
             throughput.update(total_batch_size)
-            record = {"step": global_step, "epoch": epoch, "loss": step_loss, "lr": lr_scheduler.get_last_lr()[0]}
+            # mask_fraction (the batch's share of foreground pixels) also fingerprints which samples were used.
+            record = {"step": global_step, "epoch": epoch, "loss": step_loss, "lr": lr_scheduler.get_last_lr()[0],
+                      "mask_fraction": foreground}
             if throughput.value is not None:
                 record["images_per_s"] = throughput.value
             accelerator.log(record, step=global_step)
