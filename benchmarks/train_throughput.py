@@ -156,7 +156,7 @@ def main() -> int:
           f"steps | ours: {mixed_precision} autocast, channels_last, BCE on logits | plain: fp32, contiguous, "
           "BCE on sigmoid")
     print(f"{'variant':8} {'ours img/s':>11} {'plain img/s':>12} {'speed-up':>9} {'ours loss':>18} {'plain loss':>18}")
-    tiny_rate = None
+    fastest = 0.0  # the data pipeline has to keep up with the fastest training step
     for variant in args.variants:
         torch.manual_seed(args.seed)
         base = U2Net(variant=variant)
@@ -165,8 +165,7 @@ def main() -> int:
         plain_losses, plain_times = run_plain(copy.deepcopy(base), batches, steps, warmup, device)
         ours = args.batch_size / statistics.median(ours_times)
         plain = args.batch_size / statistics.median(plain_times)
-        if variant == "tiny" or tiny_rate is None:
-            tiny_rate = max(tiny_rate or 0, ours)
+        fastest = max(fastest, ours)
         print(f"{variant:8} {ours:11.2f} {plain:12.2f} {ours / plain:8.2f}x "
               f"{ours_losses[0]:8.3f} -> {ours_losses[-1]:6.3f} {plain_losses[0]:8.3f} -> {plain_losses[-1]:6.3f}"
               f"   (forward dtype {dtype}, {mp})")
@@ -180,9 +179,9 @@ def main() -> int:
         del base
 
     rate = data_rate(args.batch_size, args.size, args.workers, args.data_batches or 3 * steps, args.seed)
-    ratio = rate / tiny_rate if tiny_rate else math.nan
+    ratio = rate / fastest if fastest else math.nan
     print(f"data loading alone ({args.workers} workers): {rate:.1f} img/s = {ratio:.1f}x the fastest training step "
-          f"({tiny_rate:.1f} img/s); target >= 3x: {'met' if ratio >= 3 else 'NOT met'}")
+          f"({fastest:.1f} img/s); target >= 3x: {'met' if ratio >= 3 else 'NOT met'}")
     return 0
 
 
