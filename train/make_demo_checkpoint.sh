@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 RUN_DIR=${RUN_DIR:-runs/demo-tiny-synthetic}
-STEPS=${STEPS:-3000}
+STEPS=${STEPS:-4000}
 HELDOUT_SEED=20261125
 HELDOUT_DIR=${HELDOUT_DIR:-runs/heldout-synthetic-$HELDOUT_SEED}
 
