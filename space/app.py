@@ -67,14 +67,15 @@ BACKGROUNDS = [
     ("colour (picker)", "color"),
     ("blurred photo", "blur"),
 ]
+#: side<k> is the head on decoder stage k (stage<k>d; side6 on the bottom stage6), working at 1/2^(k-1) resolution.
 SIDE_CAPTIONS = [
-    "fused output",
-    "side1 · stage1d · 1/1",
-    "side2 · stage2d · 1/2",
-    "side3 · stage3d · 1/4",
-    "side4 · stage4d · 1/8",
-    "side5 · stage5d · 1/16",
-    "side6 · stage6 · 1/32",
+    "fused",
+    "side1 · 1/1",
+    "side2 · 1/2",
+    "side3 · 1/4",
+    "side4 · 1/8",
+    "side5 · 1/16",
+    "side6 · 1/32",
 ]
 
 
@@ -519,7 +520,7 @@ class BackgroundRemover:
         mask_path = _save(mask, folder / f"{stem}-mask.png")
         cutout_path = _save(rgba, folder / f"{stem}-cutout.png")
         gallery = [
-            (_save(heatmap(m), folder / f"{caption.split(' ')[0]}.png"), caption)
+            (_save(heatmap(m), folder / f"{caption.split(' ')[0]}.png"), caption)  # fused.png, side1.png, ...
             for m, caption in zip(maps, SIDE_CAPTIONS)
         ]
 
@@ -682,16 +683,13 @@ def build_demo(remover: BackgroundRemover | None = None) -> gr.Blocks:
                 info = gr.Markdown(elem_id="u2net-info")
                 with gr.Row():
                     mask = gr.Image(
-                        label="Mask (8-bit, the photo's size)", type="filepath", format="png",
+                        label="Mask (8-bit, photo size)", type="filepath", format="png",
                         interactive=False, elem_id="u2net-mask",
                     )
                     cutout_file = gr.File(label="Cutout (RGBA PNG, full size)", interactive=False, elem_id="u2net-cutout")
         gallery = gr.Gallery(
-            label=(
-                "Side outputs: the fused map and what each decoder stage predicts (deep supervision); "
-                "the fraction is the resolution the stage works at"
-            ),
-            columns=4, object_fit="contain", format="png", elem_id="u2net-gallery",
+            label="Side outputs (deep supervision): the fused map and side1..side6, with each stage's resolution",
+            columns=7, height=230, object_fit="contain", format="png", elem_id="u2net-gallery",
         )
 
         inputs = [image, model, threshold, normalize, background, colour]

@@ -4,8 +4,8 @@ Opens the page, uploads a photo, runs it, and checks that the slider, the mask,
 the download and the seven captioned heat maps actually rendered (decoded
 images with a size, not just DOM nodes). A screenshot is always written to a
 temporary folder; with ``U2NET_UPDATE_SCREENSHOT=1`` it also replaces
-``docs/space-screenshot.png`` (taken with the bundled demo model, so the README
-shows real masks). Playwright never downloads a browser here: a missing
+``docs/space-screenshot.png``, taken with the bundled demo model (or the model
+folder in ``U2NET_SCREENSHOT_MODEL``) so the README shows real masks. Playwright never downloads a browser here: a missing
 Chromium is a failure, not a skip.
 """
 
@@ -60,9 +60,9 @@ def server(tmp_path_factory):
     if UPDATE_SCREENSHOT:
         from u2net_hub import DEMO_MODEL
 
-        if not Path(DEMO_MODEL, "model.safetensors").is_file():
-            pytest.fail(f"U2NET_UPDATE_SCREENSHOT asks for the bundled demo model, but {DEMO_MODEL} has no weights")
-        model = str(DEMO_MODEL)
+        model = os.environ.get("U2NET_SCREENSHOT_MODEL") or str(DEMO_MODEL)
+        if not Path(model, "model.safetensors").is_file():
+            pytest.fail(f"U2NET_UPDATE_SCREENSHOT needs a trained model for the screenshot, but {model} has no weights")
     else:
         model = tiny_checkpoint(workdir / "tiny64")
     space = SpaceServer(model, workdir, cwd=REPO_ROOT, script="space/app.py")
@@ -90,7 +90,7 @@ def test_upload_run_and_see_every_output(browser, server, tmp_path):
         page.wait_for_selector("#u2net-input input[type=file]", state="attached", timeout=TIMEOUT_MS)
         page.wait_for_selector("#u2net-model-status :text('Loaded')", timeout=TIMEOUT_MS)  # demo.load warmed the model
 
-        photo = REPO_ROOT / "space" / "examples" / "astronaut.jpg"
+        photo = REPO_ROOT / "space" / "examples" / "coffee.jpg"
         page.locator("#u2net-input input[type=file]").set_input_files(str(photo))
         page.wait_for_selector("#u2net-input img", timeout=TIMEOUT_MS)
         page.click("#u2net-run")
@@ -98,7 +98,7 @@ def test_upload_run_and_see_every_output(browser, server, tmp_path):
         page.wait_for_function(
             "document.querySelectorAll('#u2net-gallery img').length >= 7", timeout=TIMEOUT_MS
         )
-        page.wait_for_selector("#u2net-info :text('512 × 512 px')", timeout=TIMEOUT_MS)
+        page.wait_for_selector("#u2net-info :text('600 × 400 px')", timeout=TIMEOUT_MS)
         page.wait_for_function(
             """() => ['#u2net-slider', '#u2net-mask', '#u2net-gallery'].every(sel =>
                    [...document.querySelectorAll(sel + ' img')].length > 0 &&
@@ -107,16 +107,16 @@ def test_upload_run_and_see_every_output(browser, server, tmp_path):
         )
 
         slider = _rendered(page, "#u2net-slider")
-        assert len(slider) >= 2 and all(image["w"] == 512 and image["h"] == 512 for image in slider[:2])
+        assert len(slider) >= 2 and all(image["w"] == 600 and image["h"] == 400 for image in slider[:2])
         mask = _rendered(page, "#u2net-mask")
-        assert mask and mask[0]["w"] == 512 and mask[0]["h"] == 512
+        assert mask and mask[0]["w"] == 600 and mask[0]["h"] == 400
         gallery = _rendered(page, "#u2net-gallery")
         assert len(gallery) == 7 and all(image["w"] > 0 for image in gallery)
         gallery_text = page.locator("#u2net-gallery").inner_text()
-        for caption in ("fused output", "side1", "side6"):
+        for caption in ("fused", "side1 · 1/1", "side6 · 1/32"):
             assert caption in gallery_text
         download = page.locator("#u2net-cutout a[download]")
-        assert download.count() >= 1 and "astronaut-cutout" in page.locator("#u2net-cutout").inner_text()
+        assert download.count() >= 1 and "coffee-cutout" in page.locator("#u2net-cutout").inner_text()
         assert "Inference" in page.locator("#u2net-info").inner_text()
         assert not errors, errors
 
@@ -151,10 +151,11 @@ def test_a_bundled_example_runs_from_its_cache(browser, server):
     try:
         page.goto(server.url, wait_until="domcontentloaded", timeout=TIMEOUT_MS)
         page.wait_for_selector("#u2net-input input[type=file]", state="attached", timeout=TIMEOUT_MS)
-        page.get_by_text("coffee · white").click()
-        page.wait_for_selector("#u2net-info :text('600 × 400 px')", timeout=TIMEOUT_MS)
+        page.get_by_text("chelsea · blurred photo").click()
+        page.wait_for_selector("#u2net-info :text('451 × 300 px')", timeout=TIMEOUT_MS)
         page.wait_for_function("document.querySelectorAll('#u2net-gallery img').length >= 7", timeout=TIMEOUT_MS)
-        assert "background white" in page.locator("#u2net-info").inner_text()
+        info = page.locator("#u2net-info").inner_text()
+        assert "background blur" in info and "threshold 0.50" in info
         assert page.locator("#u2net-input img").count() >= 1  # the example photo was put in the input
     finally:
         page.close()
