@@ -11,7 +11,8 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-REFERENCE_DIR = Path(os.environ.get("U2NET_REFERENCE_DIR", REPO_ROOT.parent / "shared" / "reference"))
+#: Conformance data computed by running the authors' original implementation (see tests/reference/README.md).
+REFERENCE_DIR = Path(os.environ.get("U2NET_REFERENCE_DIR", Path(__file__).resolve().parent / "reference"))
 
 
 @pytest.fixture(scope="session")
