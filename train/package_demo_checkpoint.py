@@ -44,7 +44,7 @@ def main() -> None:
 
     model = U2Net.from_pretrained(args.run_dir)
     evaluation = json.loads(args.metrics_json.read_text())
-    metrics = {name: evaluation["metrics"][name] for name in HEADLINE if name in evaluation["metrics"]}
+    metrics = {name: evaluation[name] for name in HEADLINE if name in evaluation}
     totals = training_totals(args.run_dir / "train_log.jsonl")
     source_card = (args.run_dir / "README.md").read_text()
     recipe = next((line.split("**: ", 1)[1] for line in source_card.splitlines() if line.startswith("- **recipe**")), "")
