@@ -18,19 +18,21 @@ HEADLINE = ("maxF", "meanF", "MAE", "wF", "Sm", "maxE", "relaxF_boundary")
 
 
 def training_totals(log_path: Path) -> dict:
-    """Steps and wall time summed over every (resumed) session of the run."""
-    sessions, current, steps = [], None, 0
+    """Steps and wall time summed over every (resumed) session of the run.
+
+    A session killed to be resumed has no end record: it lasted until the next one started.
+    """
+    starts, last_wall, steps = [], 0.0, 0
     for line in log_path.read_text().splitlines():
         record = json.loads(line)
         if record.get("event") == "start":
-            current = [record["time"], record["time"]]
-            sessions.append(current)
-        elif "time" in record and current is not None:
-            current[1] = record["time"]
-        if record.get("event") == "train":
+            starts.append(record["time"])
+        elif record.get("event") == "end":
+            last_wall = record.get("wall_seconds", 0.0)
+        elif record.get("event") == "train":
             steps = max(steps, record["step"])
-    seconds = sum(end - start for start, end in sessions)
-    return {"steps": steps, "seconds": seconds, "sessions": len(sessions)}
+    seconds = sum(later - earlier for earlier, later in zip(starts, starts[1:])) + last_wall
+    return {"steps": steps, "seconds": seconds, "sessions": len(starts)}
 
 
 def main() -> None:
