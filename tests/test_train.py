@@ -154,7 +154,7 @@ def test_tensorboard_tracker_is_checked():
 
 def test_mixed_precision_default_follows_the_hardware():
     cpu_default = T.default_mixed_precision(use_cpu=True)
-    assert cpu_default == ("bf16" if T.cpu_has_native_bf16() else "no")
+    assert cpu_default == ("bf16" if T.cpu_supports_bf16() else "no")
 
 
 # --------------------------------------------------------------- end to end

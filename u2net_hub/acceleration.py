@@ -71,11 +71,19 @@ def optimized_for_inference(model: nn.Module) -> nn.Module:
 
 @lru_cache(maxsize=None)
 def cpu_supports_bf16() -> bool:
-    """True on CPUs with native bf16 math (AVX-512 BF16 or AMX), where oneDNN runs bf16 convolutions fast."""
+    """True on x86 CPUs with native bf16 math (AVX-512 BF16 or AMX; read from /proc/cpuinfo on Linux).
+
+    Plain AVX-512 CPUs emulate bf16 and gain little, so they do not count. Inference
+    (`inference_autocast`) and training (`default_mixed_precision`) both decide by this.
+    """
     try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("flags"):
+                    return bool(set(line.split(":", 1)[1].split()) & {"avx512_bf16", "amx_bf16"})
+    except OSError:
+        pass
+    return False
 
 
 def fast_dtype(device: torch.device | str) -> torch.dtype | None:

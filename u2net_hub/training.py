@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterable, Iterator
 import torch
 from torch import nn
 
+from .acceleration import cpu_supports_bf16, to_channels_last
 from .losses import deep_supervision_loss
 
 CHECKPOINT_PREFIX = "checkpoint-"
@@ -35,29 +36,13 @@ LR_SCHEDULERS = ("constant", "constant_with_warmup", "linear", "cosine")
 # --------------------------------------------------------------------- hardware
 
 
-def cpu_has_native_bf16() -> bool:
-    """True on x86 CPUs with AVX-512 BF16 or AMX (Linux), where bf16 convolutions beat fp32.
-
-    Plain AVX-512 CPUs emulate bf16 and gain little, so they do not count.
-    """
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    return bool(flags & {"avx512_bf16", "amx_bf16"})
-    except OSError:
-        pass
-    return False
-
-
 def default_mixed_precision(use_cpu: bool | None = None) -> str:
     """'bf16' on CUDA GPUs with bf16 and on CPUs with native bf16, otherwise 'no'."""
     if use_cpu is None:
         use_cpu = os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
     if not use_cpu and torch.cuda.is_available():
         return "bf16" if torch.cuda.is_bf16_supported() else "no"
-    return "bf16" if cpu_has_native_bf16() else "no"
+    return "bf16" if cpu_supports_bf16() else "no"
 
 
 def build_optimizer(
@@ -272,10 +257,6 @@ def save_checkpoint(
 
 
 # ------------------------------------------------------------------- the step
-
-
-def to_channels_last(x: torch.Tensor) -> torch.Tensor:
-    return x.contiguous(memory_format=torch.channels_last) if x.ndim == 4 else x
 
 
 def training_step(
