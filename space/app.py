@@ -48,6 +48,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from u2net_hub import U2Net
+from u2net_hub.acceleration import reuse_freed_memory
 from u2net_hub.processing import ImageLoadError, cutout, load_image, resize_probability, to_mask
 
 EXAMPLES_DIR = HERE / "examples"
@@ -736,6 +737,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", help="address to listen on (default: $GRADIO_SERVER_NAME or 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port (default: $GRADIO_SERVER_PORT or 7860)")
     args = parser.parse_args(argv)
+    reuse_freed_memory()  # this process is ours: keep activation buffers between requests
     # Cached example outputs belong to this process's model: keep them out of the working tree and out of later runs.
     os.environ.setdefault("GRADIO_EXAMPLES_CACHE", tempfile.mkdtemp(prefix="u2net-space-examples-"))
     settings = Settings.from_env(default_model=args.model)

@@ -6,7 +6,7 @@ import torch
 from safetensors.torch import load_file
 
 from u2net_hub import U2Net
-from u2net_hub.acceleration import fold_batchnorm, inference_autocast, optimized_for_inference, to_channels_last
+from u2net_hub.acceleration import FusedConv2d, cpu_fused_conv_works, fold_batchnorm, optimized_for_inference
 
 
 def _reference_tiny(reference_dir) -> U2Net:
@@ -26,13 +26,13 @@ def test_folded_conv_equals_conv_then_batchnorm():
 
 def test_folded_fp32_network_matches_the_exact_model(reference_dir):
     model = _reference_tiny(reference_dir)
-    fast = optimized_for_inference(model)
+    fast = optimized_for_inference(model, dtype=torch.float32)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules())
     assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules()), "the exact model must stay untouched"
     assert "_u2net_fast_copy" not in "".join(model.state_dict())
     x = torch.randn(2, 3, 61, 83)
     with torch.inference_mode():
-        exact, folded = model(x).probabilities(), fast(to_channels_last(x)).probabilities()
+        exact, folded = model(x).probabilities(), fast(x).probabilities()
     for a, b in zip(exact, folded):
         assert (a - b).abs().max().item() <= 1e-5
 
@@ -42,19 +42,44 @@ def test_reduced_precision_path_stays_close(reference_dir):
     x = torch.randn(1, 3, 96, 128)
     with torch.inference_mode():
         exact = torch.sigmoid(model(x).logits)
-        with inference_autocast("cpu"):
-            fast = torch.sigmoid(optimized_for_inference(model)(to_channels_last(x)).logits.float())
+        fast = torch.sigmoid(optimized_for_inference(model, dtype=torch.bfloat16)(x).logits.float())
     assert (exact - fast).abs().max().item() <= 0.02
 
 
 def test_cache_is_rebuilt_when_weights_change(reference_dir):
     model = _reference_tiny(reference_dir)
-    first = optimized_for_inference(model)
-    assert optimized_for_inference(model) is first
+    first = optimized_for_inference(model, dtype=torch.float32)
+    assert optimized_for_inference(model, dtype=torch.float32) is first
     with torch.no_grad():
         model.side1.bias.add_(5.0)
-    second = optimized_for_inference(model)
+    second = optimized_for_inference(model, dtype=torch.float32)
     assert second is not first
     x = torch.randn(1, 3, 32, 32)
     with torch.inference_mode():
         torch.testing.assert_close(second(x).side_logits[0], model(x).side_logits[0], atol=1e-4, rtol=1e-4)
+
+
+def test_fused_conv_relu_equals_conv_then_relu():
+    """oneDNN's fused op (internal to PyTorch) must compute exactly conv then ReLU, dilation and odd sizes included."""
+    assert cpu_fused_conv_works(torch.float32), "this PyTorch build lacks oneDNN's fused convolution"
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(5, 7, 3, padding=4, dilation=4)
+    x = torch.randn(3, 5, 17, 10)
+    with torch.inference_mode():
+        for relu in (True, False):
+            expected = conv(x).relu() if relu else conv(x)
+            torch.testing.assert_close(FusedConv2d(conv, relu=relu, dtype=torch.float32)(x), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_default_fast_copy_fuses_every_convolution_and_keeps_the_exact_model(reference_dir):
+    model = _reference_tiny(reference_dir)
+    fast = optimized_for_inference(model)
+    fused = [m for m in fast.modules() if isinstance(m, FusedConv2d)]
+    plain = [m for m in fast.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert len(fused) == sum(isinstance(m, torch.nn.Conv2d) for m in model.modules()) and not plain
+    assert fast.dtype in (torch.float32, torch.bfloat16)
+    x = torch.randn(2, 3, 45, 70)  # float32 in, whatever the fast copy's dtype
+    with torch.inference_mode():
+        out = fast(x)
+    assert out.logits.shape == (2, 1, 45, 70) and out.logits.dtype == fast.dtype
+    assert all(p.dtype == torch.float32 for p in model.parameters())

@@ -268,9 +268,11 @@ def main(argv: list[str] | None = None) -> int:
     from tqdm.auto import tqdm
 
     from u2net_hub import training as T
+    from u2net_hub.acceleration import reuse_freed_memory
     from u2net_hub.data import SaliencyTransform, collate_fn
     from u2net_hub.metrics import SODMetrics
 
+    reuse_freed_memory()  # activations are the same sizes every step: keep them mapped
     started = time.time()
     output_dir = Path(args.output_dir)
     logging_dir = Path(args.logging_dir) if args.logging_dir else output_dir / "logs"

@@ -26,6 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from .acceleration import reuse_freed_memory
+
+    reuse_freed_memory()  # this process is ours: keep activation buffers between images
     try:
         return int(args.run(args) or 0)
     except KeyboardInterrupt:

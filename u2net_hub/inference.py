@@ -9,7 +9,6 @@ at the network's size and only brought to full size when they are read.
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -110,13 +109,13 @@ def _load(item: Any, index: int, batched: bool) -> Image.Image:
 
 
 def _network(model: torch.nn.Module, fast: bool):
-    """The module to run and the context to run it in."""
+    """The module to run (the cached fast copy, or the exact model) and its device."""
     device = next(model.parameters()).device
     if fast:
-        from .acceleration import inference_autocast, optimized_for_inference, to_channels_last
+        from .acceleration import optimized_for_inference
 
-        return optimized_for_inference(model), inference_autocast(device), to_channels_last, device
-    return model, contextlib.nullcontext(), (lambda x: x), device
+        return optimized_for_inference(model), device
+    return model, device
 
 
 def predict(
@@ -135,8 +134,8 @@ def predict(
     Images may be paths, PIL images of any mode, numpy arrays or encoded
     bytes, of any and mixed sizes. ``normalize`` applies the original's
     per-image min-max ("normPRED"), image by image even inside a batch.
-    ``fast`` runs the BatchNorm-folded channels_last copy under bf16 autocast
-    where the hardware has it; ``fast=False`` is the exact float32 network.
+    ``fast`` runs the BatchNorm-folded, conv+ReLU-fused channels_last copy in
+    bf16 where the hardware has it; ``fast=False`` is the exact float32 network.
     ``resample`` is the pre-processing resize filter ("bilinear", or "lanczos"
     like rembg). Runs on the model's device, under ``torch.inference_mode()``.
     """
@@ -146,7 +145,7 @@ def predict(
     items = list(images) if batched else [images]
     if not items:
         return []
-    network, autocast, prepare, device = _network(model, fast)
+    network, device = _network(model, fast)
     was_training = model.training
     if not fast:
         model.eval()
@@ -160,8 +159,8 @@ def predict(
         for start in range(0, len(items), batch_size):
             loaded = [_load(item, start + i, batched) for i, item in enumerate(items[start : start + batch_size])]
             batch = np.stack([image_to_array(image, model.preprocessing, resample) for image in loaded])
-            x = prepare(torch.from_numpy(batch).to(device))
-            with torch.inference_mode(), autocast:
+            x = torch.from_numpy(batch).to(device)
+            with torch.inference_mode():
                 output = network(x)
             fused = torch.sigmoid(output.logits[:, 0].float()).cpu().numpy()
             side_maps = None

@@ -66,7 +66,7 @@ def register(subparsers) -> None:
     model.add_argument("--limit", type=_positive_int, default=None, help="score only the first N rows")
     model.add_argument("--batch-size", type=_positive_int, default=8, help="images per forward pass (default 8)")
     model.add_argument("--exact", action="store_true",
-                       help="run the exact float32 network instead of the fast path (folded BatchNorm, bf16 autocast)")
+                       help="run the exact float32 network instead of the fast path (folded BatchNorm, fused conv+ReLU, bf16)")
     model.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda when available)")
     model.add_argument("--save-predictions", metavar="DIR", default=None,
                        help="also write each predicted map as an 8-bit PNG to DIR (re-scorable with --pred-dir)")

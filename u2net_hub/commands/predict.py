@@ -45,7 +45,7 @@ def register(subparsers) -> None:
                         help="with --format rgba: fill the background with a colour (white, '#00ff00', 0,255,0) or 'blur'")
     parser.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default 8)")
     parser.add_argument("--exact", action="store_true",
-                        help="run the exact float32 network instead of the fast path (folded BatchNorm, bf16 autocast)")
+                        help="run the exact float32 network instead of the fast path (folded BatchNorm, fused conv+ReLU, bf16)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda when available)")
     parser.set_defaults(run=run)
 
