@@ -11,7 +11,10 @@ that its peak memory is its own:
   eager model, no folding (under ``torch.no_grad``, which the original test
   script omits; without it the baseline would be slower still);
 - ``onnxruntime``: the file written by ``u2net export-onnx`` from the same
-  weights (float32, all graph optimisations on).
+  weights (float32, all graph optimisations on);
+- ``compiled`` (only when asked for): ``ours`` wrapped in ``torch.compile``
+  (``predict(..., compile=True)``, ``u2net predict --compile``); its warm-up
+  iterations include the compilation.
 
 Every configuration gets ``--warmup`` untimed iterations first, then
 ``--iters`` timed ones; the table shows the median. Pre-processing is not
@@ -49,7 +52,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 FLOPS_320 = {"full": 117.2e9, "tiny": 39.5e9}  # per image at 320x320, multiply-add = 2 FLOPs
-PATHS = ("ours", "baseline", "onnxruntime")
+PATHS = ("ours", "baseline", "onnxruntime", "compiled")
+DEFAULT_PATHS = ("ours", "baseline", "onnxruntime")
 PREDICT_MEMORY_TARGET_MB = 1500.0
 
 
@@ -60,10 +64,13 @@ def log(message: str) -> None:
 # ------------------------------------------------------------------ worker side
 
 
-def _timed(step, warmup: int, iters: int, sync=lambda: None) -> list[float]:
+def _timed(step, warmup: int, iters: int, sync=lambda: None, record: dict | None = None) -> list[float]:
+    start = time.perf_counter()
     for _ in range(warmup):
         step()
     sync()
+    if record is not None:
+        record["warmup_s"] = time.perf_counter() - start
     times = []
     for _ in range(iters):
         start = time.perf_counter()
@@ -85,9 +92,9 @@ def _worker_torch(job: dict) -> dict:
     model = U2Net.from_pretrained(job["model_dir"]).to(device).eval()
     x = torch.randn(job["batch_size"], 3, job["size"], job["size"], generator=torch.Generator().manual_seed(0)).to(device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    if job["path"] == "ours":
+    if job["path"] in ("ours", "compiled"):
         reuse_freed_memory()  # as the CLI, the Space and train.py do at start-up
-        network = optimized_for_inference(model)
+        network = optimized_for_inference(model, compile=job["path"] == "compiled")
         autocast_dtype = network.dtype
 
         def step():
@@ -102,9 +109,11 @@ def _worker_torch(job: dict) -> dict:
 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    times = _timed(step, job["warmup"], job["iters"], sync)
+    record: dict = {}
+    times = _timed(step, job["warmup"], job["iters"], sync, record)
     result = {
         "times": times,
+        "warmup_s": record["warmup_s"],
         "threads": torch.get_num_threads(),
         "precision": str(autocast_dtype).replace("torch.", "") if autocast_dtype else "float32",
     }
@@ -321,7 +330,8 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--variants", default="full,tiny", help="comma-separated: full, tiny (default both)")
-    parser.add_argument("--paths", default=",".join(PATHS), help=f"comma-separated subset of {','.join(PATHS)}")
+    parser.add_argument("--paths", default=",".join(DEFAULT_PATHS),
+                        help=f"comma-separated subset of {','.join(PATHS)} (default: all but compiled)")
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--size", type=int, default=320, help="square input size (default 320)")
     parser.add_argument("--iters", type=int, default=10, help="timed iterations per configuration")

@@ -13,6 +13,13 @@ loop on the same model and the same batches: fp32, contiguous tensors,
 sigmoid outputs fed to BCELoss. Both start from the same weights, so their
 losses over the same batches show whether the fast step learns as well.
 
+Each loop runs in its own process, because train.py's allocator setting
+(`acceleration.reuse_freed_memory(every_size=True)`: glibc keeps freed
+activation buffers instead of unmapping them) is process-wide and matters a
+lot on CPU. So there are two baselines: "plain" as the original repository
+runs (default allocator) and "plain+alloc", the same loop given our allocator
+setting; the table gives our speed-up over each.
+
 The data line times the training DataLoader alone (synthetic scenes rendered
 on the fly, resize/crop/flip, 2 workers): to keep the model busy it should
 deliver at least 3x the training step's images/s. Timings go here, never in
@@ -22,9 +29,10 @@ the tests; run it on an otherwise idle machine.
 from __future__ import annotations
 
 import argparse
-import copy
+import json
 import math
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -36,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from u2net_hub import U2Net  # noqa: E402
 from u2net_hub import training as T  # noqa: E402
+from u2net_hub.acceleration import reuse_freed_memory  # noqa: E402
 from u2net_hub.data import SaliencyTransform, collate_fn, make_synthetic_dataset  # noqa: E402
 
 
@@ -52,6 +61,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers for the data line")
     parser.add_argument("--data_batches", type=int, default=None, help="batches for the data line (default: 3 x steps)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     return parser.parse_args()
 
 
@@ -141,43 +151,75 @@ def data_rate(batch_size: int, size: int, workers: int, batches: int, seed: int)
     return seen / (time.perf_counter() - start)
 
 
+LOOPS = (("ours", True), ("plain", False), ("plain+alloc", True))  # (name, our allocator setting)
+
+
+def worker(job: dict) -> dict:
+    """One loop, in this process: the same seed, weights and batches as every other loop."""
+    if job["tuned_allocator"]:
+        reuse_freed_memory(every_size=True)  # what train.py does at start-up
+    device = torch.device(job["device"])
+    torch.manual_seed(job["seed"])
+    batches = fixed_batches(min(job["warmup"] + job["steps"], 8), job["batch_size"], job["size"], job["seed"])
+    torch.manual_seed(job["seed"])
+    model = U2Net(variant=job["variant"])
+    if job["loop"] == "ours":
+        losses, times, dtype, mp = run_ours(model, batches, job["steps"], job["warmup"], device, job["mixed_precision"])
+        return {"losses": losses, "times": times, "dtype": dtype, "mixed_precision": mp}
+    losses, times = run_plain(model, batches, job["steps"], job["warmup"], device)
+    return {"losses": losses, "times": times}
+
+
+def run_worker(job: dict) -> dict:
+    proc = subprocess.run([sys.executable, __file__, "--worker", json.dumps(job)], stdout=subprocess.PIPE, text=True)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    if proc.returncode != 0 or not lines:
+        raise SystemExit(f"the {job['loop']} loop for {job['variant']} failed (exit status {proc.returncode})")
+    return json.loads(lines[-1][len("RESULT "):])
+
+
 def main() -> int:
     args = parse_args()
+    if args.worker is not None:
+        print("RESULT " + json.dumps(worker(json.loads(args.worker))), flush=True)
+        return 0
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: no CUDA device here")
     mixed_precision = T.default_mixed_precision(use_cpu=device.type == "cpu") if args.mixed_precision == "auto" \
         else args.mixed_precision
-    torch.manual_seed(args.seed)
     steps, warmup = max(1, args.steps), max(0, args.warmup)
-    batches = fixed_batches(min(warmup + steps, 8), args.batch_size, args.size, args.seed)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
     print(f"device: {name} | batch {args.batch_size} x {args.size}x{args.size} | {warmup} warm-up + {steps} timed "
-          f"steps | ours: {mixed_precision} autocast, channels_last, BCE on logits | plain: fp32, contiguous, "
-          "BCE on sigmoid")
-    print(f"{'variant':8} {'ours img/s':>11} {'plain img/s':>12} {'speed-up':>9} {'ours loss':>18} {'plain loss':>18}")
+          f"steps, median | ours: {mixed_precision} autocast, channels_last, BCE on logits, our allocator setting | "
+          "plain: fp32, contiguous, BCE on sigmoid (plain+alloc: with our allocator setting)")
+    print(f"{'variant':8} {'ours img/s':>11} {'plain':>8} {'plain+alloc':>12} {'x plain':>8} {'x plain+alloc':>14}"
+          f"   mean loss: ours / plain / plain+alloc")
     fastest = 0.0  # the data pipeline has to keep up with the fastest training step
     for variant in args.variants:
-        torch.manual_seed(args.seed)
-        base = U2Net(variant=variant)
-        ours_losses, ours_times, dtype, mp = run_ours(copy.deepcopy(base), batches, steps, warmup, device,
-                                                      mixed_precision)
-        plain_losses, plain_times = run_plain(copy.deepcopy(base), batches, steps, warmup, device)
-        ours = args.batch_size / statistics.median(ours_times)
-        plain = args.batch_size / statistics.median(plain_times)
+        results = {}
+        for loop, tuned in LOOPS:
+            job = {"variant": variant, "loop": loop, "tuned_allocator": tuned, "device": args.device,
+                   "batch_size": args.batch_size, "size": args.size, "steps": steps, "warmup": warmup,
+                   "seed": args.seed, "mixed_precision": mixed_precision}
+            results[loop] = run_worker(job)
+            results[loop]["images_per_s"] = args.batch_size / statistics.median(results[loop]["times"])
+        ours, plain, plain_alloc = (results[name]["images_per_s"] for name, _ in LOOPS)
         fastest = max(fastest, ours)
-        print(f"{variant:8} {ours:11.2f} {plain:12.2f} {ours / plain:8.2f}x "
-              f"{ours_losses[0]:8.3f} -> {ours_losses[-1]:6.3f} {plain_losses[0]:8.3f} -> {plain_losses[-1]:6.3f}"
-              f"   (forward dtype {dtype}, {mp})")
-        drop_ours = ours_losses[0] - ours_losses[-1]
-        drop_plain = plain_losses[0] - plain_losses[-1]
-        if len(ours_losses) > 1:
-            agree = abs(ours_losses[-1] - plain_losses[-1]) / max(plain_losses[-1], 1e-6)
-            verdict = "similar" if (drop_ours > 0) == (drop_plain > 0) and agree < 0.1 else "DIFFERENT"
-            print(f"{'':8} loss over {len(ours_losses)} steps: ours {drop_ours:+.3f}, plain {drop_plain:+.3f}, "
-                  f"final losses differ by {agree:.1%} -> {verdict}")
-        del base
+        mean_loss = {name: statistics.fmean(results[name]["losses"]) for name, _ in LOOPS}
+        print(f"{variant:8} {ours:11.2f} {plain:8.2f} {plain_alloc:12.2f} {ours / plain:7.2f}x {ours / plain_alloc:13.2f}x"
+              f"   {mean_loss['ours']:.3f} / {mean_loss['plain']:.3f} / {mean_loss['plain+alloc']:.3f}"
+              f"   (forward dtype {results['ours']['dtype']}, {results['ours']['mixed_precision']})")
+        first, last = results["ours"]["losses"][0], results["ours"]["losses"][-1]
+        plain_first, plain_last = results["plain"]["losses"][0], results["plain"]["losses"][-1]
+        # Over a handful of steps the last value is noisy; the mean over the same batches is the steadier comparison.
+        gap = abs(mean_loss["ours"] - mean_loss["plain"]) / max(mean_loss["plain"], 1e-6)
+        same_way = (last < first) == (plain_last < plain_first) and gap < 0.1
+        print(f"{'':8} loss over {len(results['ours']['losses'])} steps: ours {first:.3f} -> {last:.3f}, plain "
+              f"{plain_first:.3f} -> {plain_last:.3f}; mean losses differ by {gap:.1%} -> "
+              f"{'similar' if same_way else 'DIFFERENT'}")
 
+    reuse_freed_memory(every_size=True)  # the DataLoader's workers inherit it, as in train.py
     rate = data_rate(args.batch_size, args.size, args.workers, args.data_batches or 3 * steps, args.seed)
     ratio = rate / fastest if fastest else math.nan
     print(f"data loading alone ({args.workers} workers): {rate:.1f} img/s = {ratio:.1f}x the fastest training step "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -83,3 +85,9 @@ def test_default_fast_copy_fuses_every_convolution_and_keeps_the_exact_model(ref
         out = fast(x)
     assert out.logits.shape == (2, 1, 45, 70) and out.logits.dtype == fast.dtype
     assert all(p.dtype == torch.float32 for p in model.parameters())
+
+
+def test_compile_is_refused_for_the_exact_path(reference_dir):
+    model = _reference_tiny(reference_dir)
+    with pytest.raises(ValueError, match="fast=False"):
+        model.predict(np.zeros((8, 8, 3), dtype=np.uint8), fast=False, compile=True)

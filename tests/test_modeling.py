@@ -74,3 +74,48 @@ def test_unknown_variant_and_miswired_table_are_config_errors():
     stages["stage2"]["in_channels"] = 32
     with pytest.raises(ConfigError, match="stage2"):
         U2Net(stages=stages, variant="custom")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_channels_last_training_gradients_equal_plain_autograd(dtype):
+    """The decoder's upsample has its own backward in channels_last training; it must give autograd's gradients."""
+    from u2net_hub.modeling import _DenseGradResize, _resize_to
+
+    torch.manual_seed(0)
+    low = torch.randn(2, 6, 9, 7, dtype=dtype).contiguous(memory_format=torch.channels_last)
+    skip = torch.randn(2, 6, 17, 13, dtype=dtype).contiguous(memory_format=torch.channels_last)
+    weight = torch.randn(12, 2, 17, 13, dtype=dtype)  # makes every channel and pixel of the gradient different
+    grads = []
+    for resize in (_resize_to, lambda x, ref: torch.nn.functional.interpolate(x, size=ref.shape[-2:], mode="bilinear")):
+        x = low.detach().requires_grad_(True)
+        out = torch.cat((resize(x, skip), skip), dim=1)  # the gradient reaching the resize is a channel slice
+        (out * weight.permute(1, 0, 2, 3)).sum().backward()
+        grads.append(x.grad)
+    assert grads[0].grad_fn is None and grads[0].shape == low.shape
+    torch.testing.assert_close(grads[0], grads[1], rtol=0, atol=0)
+    # and the custom path was really taken (not the plain one it is compared with)
+    y = _resize_to(low.detach().requires_grad_(True), skip)
+    assert type(y.grad_fn).__name__ == _DenseGradResize.__name__ + "Backward"
+
+
+def test_whole_model_channels_last_gradients_equal_plain_interpolate(monkeypatch):
+    """A whole tiny U²-Net in channels_last: every parameter's gradient is the one plain autograd gives."""
+    from u2net_hub import modeling
+
+    torch.manual_seed(0)
+    model = U2Net(variant="tiny").train().to(memory_format=torch.channels_last)
+    x = torch.randn(2, 3, 40, 56).contiguous(memory_format=torch.channels_last)
+    y = (torch.rand(2, 1, 40, 56) > 0.5).float()
+
+    def gradients():
+        model.zero_grad(set_to_none=True)
+        out = model(x)
+        sum(torch.nn.functional.binary_cross_entropy_with_logits(o, y) for o in out.all_logits).backward()
+        return {n: p.grad.clone() for n, p in model.named_parameters()}
+
+    ours = gradients()
+    monkeypatch.setattr(modeling._DenseGradResize, "apply", lambda t, size: torch.nn.functional.interpolate(
+        t, size=size, mode="bilinear", align_corners=False))
+    plain = gradients()
+    for name, expected in plain.items():
+        torch.testing.assert_close(ours[name], expected, rtol=0, atol=0, msg=name)

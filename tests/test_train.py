@@ -346,7 +346,7 @@ def test_local_folders_train_with_a_held_out_count(tmp_path, layout):
         extra = ["--config", str(tmp_path / "custom.json")]
     output = _check(_launch(SMALL + extra + [
         "--train_data_dir", str(data), "--validation_split", "2", "--output_dir", str(out),
-        "--train_batch_size", "2", "--max_train_steps", "2",
+        "--train_batch_size", "2", "--max_train_steps", "2", *(["--cache_resized"] if layout == "folder_pair" else []),
     ]))
     assert "4 training images, 2 validation images" in output
     (validation,) = _events(out, "validation")
@@ -368,3 +368,15 @@ def test_a_wrong_column_name_lists_the_columns(tmp_path):
     assert result.returncode != 0
     assert "'photo'" in output and "['image', 'mask']" in output
     assert not (tmp_path / "out" / "model.safetensors").exists()
+
+
+def test_optimizer_is_the_fused_adam_on_cpu_and_it_steps():
+    from u2net_hub.training import build_optimizer
+
+    for decay, kind in ((0.0, torch.optim.Adam), (0.01, torch.optim.AdamW)):
+        weight = torch.nn.Parameter(torch.ones(5))
+        optimizer = build_optimizer([weight], lr=0.1, betas=(0.9, 0.999), eps=1e-8, weight_decay=decay, device="cpu")
+        assert type(optimizer) is kind and optimizer.defaults.get("fused") is True
+        weight.grad = torch.ones(5)
+        optimizer.step()
+        assert torch.all(weight < 1)

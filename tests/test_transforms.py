@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from u2net_hub.configs import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
-from u2net_hub.data import SaliencyTransform, collate_fn, mask_to_pil
+from u2net_hub.data import SaliencyTransform, collate_fn, mask_to_pil, pre_resize
 from u2net_hub.processing import preprocess
 
 MEAN = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
@@ -218,3 +218,28 @@ def test_for_model_uses_the_models_preprocessing():
     white = Image.new("RGB", (20, 20), (255, 255, 255))
     x = evaluation(batch_of([(white, Image.new("L", (20, 20), 255))]))["pixel_values"][0]
     assert x.shape == (3, 96, 96) and torch.allclose(x, torch.full_like(x, 2.0))
+
+
+def test_pre_resized_dataset_gives_the_same_training_tensors():
+    """The cached resize must not change what the model sees: same crops, flips and pixels either way."""
+    rng = np.random.default_rng(3)
+    pairs = [asymmetric_pair(90 + 7 * i, 120 - 5 * i, seed=i) for i in range(3)]
+    sixteen_bit = Image.fromarray((rng.random((70, 50)) * 65535).astype(np.uint16))  # an I;16 mask
+    pairs.append((Image.fromarray(rng.integers(0, 255, (70, 50, 3)).astype(np.uint8)).convert("P"), sixteen_bit))
+    features = datasets.Features({"image": datasets.Image(), "mask": datasets.Image()})
+    ds = datasets.Dataset.from_dict(batch_of(pairs), features=features)
+    cached = pre_resize(ds, 64)
+    assert len(cached) == len(ds) and all(row["image"].size == (64, 64) == row["mask"].size for row in cached)
+    transform = SaliencyTransform(64, 48, flip="both", seed=0)
+    for index in range(len(ds)):
+        params = (index * 3 % 17, index * 5 % 17, index % 2 == 0, index % 3 == 0)
+        original = transform.apply(ds[index]["image"], ds[index]["mask"], params)
+        resized = transform.apply(cached[index]["image"], cached[index]["mask"], params)
+        for a, b in zip(original, resized):
+            assert torch.equal(a, b)
+
+
+def test_pre_resize_names_missing_columns():
+    ds = datasets.Dataset.from_dict({"picture": [asymmetric_pair()[0]]})
+    with pytest.raises(KeyError, match="picture"):
+        pre_resize(ds, 32)

@@ -121,7 +121,17 @@ class InferenceNetwork(nn.Module):
     def forward(self, x: torch.Tensor):
         if not isinstance(x, torch.Tensor) or not x.is_floating_point():
             return self.network(x)  # let the model's own input check explain the problem
-        return self.network(to_channels_last(x.to(self.dtype)))
+        x = to_channels_last(x.to(self.dtype))
+        cudnn = torch.backends.cudnn
+        if not x.is_cuda or cudnn.benchmark or cudnn.deterministic or torch.are_deterministic_algorithms_enabled():
+            return self.network(x)
+        # Inputs are always the model's input size, so cuDNN's autotuner pays for itself after the first
+        # batch; it is switched on for this call only, leaving the caller's setting alone.
+        cudnn.benchmark = True
+        try:
+            return self.network(x)
+        finally:
+            cudnn.benchmark = False
 
 
 def _fingerprint(model: nn.Module) -> tuple:
@@ -131,16 +141,18 @@ def _fingerprint(model: nn.Module) -> tuple:
     return (len(tensors), sum(t._version for t in tensors), first.device, first.dtype, first.data_ptr())
 
 
-def optimized_for_inference(model: nn.Module, dtype: torch.dtype | None = None) -> InferenceNetwork:
+def optimized_for_inference(model: nn.Module, dtype: torch.dtype | None = None, compile: bool = False) -> InferenceNetwork:
     """A cached eval-mode copy of `model` for inference: BatchNorm folded, channels_last, in `dtype`.
 
     `dtype` defaults to `fast_dtype` of the model's device (bf16 on CUDA and on
     CPUs with native bf16, else float32). On CPU each conv+ReLU also becomes
     one fused oneDNN call. The weights are converted once here, not per call.
+    ``compile=True`` also wraps the copy in ``torch.compile`` (the first call
+    per input shape then takes a while to compile; worth it for long batch jobs on GPU).
     """
     device = next(model.parameters()).device
     dtype = dtype or fast_dtype(device) or torch.float32
-    fingerprint = (_fingerprint(model), dtype)
+    fingerprint = (_fingerprint(model), dtype, bool(compile))
     cached = model.__dict__.get(_CACHE_ATTRIBUTE)
     if cached is not None and cached[0] == fingerprint:
         return cached[1]
@@ -153,7 +165,7 @@ def optimized_for_inference(model: nn.Module, dtype: torch.dtype | None = None) 
     network = network.to(dtype=dtype, memory_format=torch.channels_last)
     for parameter in network.parameters():
         parameter.requires_grad_(False)
-    fast = InferenceNetwork(network, dtype)
+    fast = InferenceNetwork(torch.compile(network) if compile else network, dtype)
     # Stored in __dict__ directly so it is not registered as a submodule (and never lands in state_dict).
     model.__dict__[_CACHE_ATTRIBUTE] = (fingerprint, fast)
     return fast
@@ -190,25 +202,33 @@ def to_channels_last(x: torch.Tensor) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last) if x.ndim == 4 else x
 
 
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameter numbers
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_MMAP_MAX = -1, -3, -4  # glibc's mallopt parameter numbers
+_INT_MAX = 2**31 - 1
 
 
 @lru_cache(maxsize=None)
-def reuse_freed_memory() -> bool:
-    """Let glibc keep freed activation buffers for the next forward pass instead of unmapping them.
+def reuse_freed_memory(every_size: bool = False) -> bool:
+    """Let glibc keep freed activation buffers for the next forward pass instead of handing them back.
 
     By default glibc returns every block over its mmap threshold to the kernel on
     free, so each forward pass of U²-Net page-faults ~90 MB of activations back in
-    (about a fifth of a bf16 forward pass on CPU, and erratic in a VM). Raising
-    the thresholds makes the allocator reuse them; peak memory is unchanged, only
-    the resident set no longer shrinks between images. Process-wide, so the CLI,
-    the Space and train.py call it at start-up; library users may too. Returns
-    False (and does nothing) where the C library is not glibc.
+    (about a fifth of a bf16 forward pass on CPU, and erratic in a VM); a training
+    step at batch 8, 288x288 re-faults ~3 GB, a third of the step. With the
+    thresholds raised the allocator reuses blocks up to 32 MB (enough for
+    inference at 320x320); ``every_size=True`` (training) serves every size from
+    the heap. Peak memory barely moves, but the resident set no longer shrinks
+    between steps. Process-wide, so the CLI, the Space and train.py call it at
+    start-up; library users may too. Returns False (and does nothing) where the
+    C library is not glibc.
     """
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False
     try:
-        libc = ctypes.CDLL("libc.so.6")
-        return bool(libc.mallopt(_M_MMAP_THRESHOLD, 32 * 2**20)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, 2**30))
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+        mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+        done = bool(mallopt(_M_MMAP_THRESHOLD, 32 * 2**20)) and bool(mallopt(_M_TRIM_THRESHOLD, _INT_MAX))
+        if every_size:
+            done = done and bool(mallopt(_M_MMAP_MAX, 0))
+        return done
     except (OSError, AttributeError):
         return False

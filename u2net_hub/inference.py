@@ -108,13 +108,15 @@ def _load(item: Any, index: int, batched: bool) -> Image.Image:
         raise
 
 
-def _network(model: torch.nn.Module, fast: bool):
+def _network(model: torch.nn.Module, fast: bool, compile: bool):
     """The module to run (the cached fast copy, or the exact model) and its device."""
     device = next(model.parameters()).device
+    if compile and not fast:
+        raise ValueError("compile=True compiles the fast path; it cannot be combined with fast=False")
     if fast:
         from .acceleration import optimized_for_inference
 
-        return optimized_for_inference(model), device
+        return optimized_for_inference(model, compile=compile), device
     return model, device
 
 
@@ -125,6 +127,7 @@ def predict(
     normalize: bool = False,
     batch_size: int = 8,
     fast: bool = True,
+    compile: bool = False,
     sides: bool = True,
     resample: str = "bilinear",
     progress: bool = False,
@@ -136,6 +139,7 @@ def predict(
     per-image min-max ("normPRED"), image by image even inside a batch.
     ``fast`` runs the BatchNorm-folded, conv+ReLU-fused channels_last copy in
     bf16 where the hardware has it; ``fast=False`` is the exact float32 network.
+    ``compile=True`` runs that copy through ``torch.compile`` (slow first call).
     ``resample`` is the pre-processing resize filter ("bilinear", or "lanczos"
     like rembg). Runs on the model's device, under ``torch.inference_mode()``.
     """
@@ -145,7 +149,7 @@ def predict(
     items = list(images) if batched else [images]
     if not items:
         return []
-    network, device = _network(model, fast)
+    network, device = _network(model, fast, compile)
     was_training = model.training
     if not fast:
         model.eval()

@@ -46,6 +46,8 @@ def register(subparsers) -> None:
     parser.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default 8)")
     parser.add_argument("--exact", action="store_true",
                         help="run the exact float32 network instead of the fast path (folded BatchNorm, fused conv+ReLU, bf16)")
+    parser.add_argument("--compile", action="store_true",
+                        help="also run the fast path through torch.compile (slow start, faster on long GPU batch jobs)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda when available)")
     parser.set_defaults(run=run)
 
@@ -211,6 +213,8 @@ def run(args: argparse.Namespace) -> int:
         return usage(f"--threshold must be between 0 and 1, got {args.threshold}")
     if args.background is not None and args.format != "rgba":
         return usage("--background only applies to --format rgba")
+    if args.compile and args.exact:
+        return usage("--compile compiles the fast path; it cannot be combined with --exact")
     try:
         background = _parse_background(args.background)
     except ValueError as error:
@@ -268,7 +272,7 @@ def run(args: argparse.Namespace) -> int:
                 try:
                     predictions = predict(
                         model, [image for _, _, image in ready], normalize=args.normalize,
-                        batch_size=len(ready), fast=not args.exact, sides=args.format == "sides",
+                        batch_size=len(ready), fast=not args.exact, compile=args.compile, sides=args.format == "sides",
                     )
                 except (RuntimeError, ValueError) as error:
                     for source, _, _ in ready:

@@ -2,10 +2,10 @@
 
 from .loading import DatasetLoadError, load_saliency_dataset, pair_folders, split_for_validation
 from .synthetic import make_synthetic_dataset, render_synthetic_sample
-from .transforms import SaliencyTransform, collate_fn, mask_to_pil
+from .transforms import SaliencyTransform, collate_fn, mask_to_pil, pre_resize
 
 __all__ = [
     "make_synthetic_dataset", "render_synthetic_sample",
     "load_saliency_dataset", "split_for_validation", "pair_folders", "DatasetLoadError",
-    "SaliencyTransform", "collate_fn", "mask_to_pil",
+    "SaliencyTransform", "collate_fn", "mask_to_pil", "pre_resize",
 ]

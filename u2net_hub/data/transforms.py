@@ -23,7 +23,7 @@ from PIL import Image
 
 from ..configs import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
 
-__all__ = ["SaliencyTransform", "collate_fn", "mask_to_pil", "FLIP_MODES"]
+__all__ = ["SaliencyTransform", "collate_fn", "mask_to_pil", "pre_resize", "FLIP_MODES"]
 
 FLIP_MODES = ("horizontal", "vertical", "both", "none")
 
@@ -216,3 +216,37 @@ def collate_fn(rows: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
             shapes = sorted({tuple(row[key].shape) for row in rows})
             raise ValueError(f"cannot stack {key} of different shapes {shapes}: {error}") from None
     return batch
+
+
+def pre_resize(dataset: Any, resolution: int, image_column: str = "image", mask_column: str = "mask",
+               num_proc: int | None = None) -> Any:
+    """The dataset with every image and mask already resized to ``resolution`` (a cached `datasets.map`).
+
+    It is the transform's first, most expensive step (decoding a full-size photo
+    and resizing it) done once instead of every epoch; the transform's own
+    resize then returns an exact copy, so training sees the same pixels either
+    way. Images are stored as lossless PNG (float masks as TIFF); `datasets`
+    caches the result next to a Hub or folder dataset's own cache files, so a
+    second run, or the other ranks of a multi-process run, reuse it.
+    """
+    from datasets import Image as ImageFeature
+
+    from ..processing import load_image
+
+    if not isinstance(resolution, int) or resolution < 1:
+        raise ValueError(f"resolution must be a positive integer, got {resolution!r}")
+    missing = [c for c in (image_column, mask_column) if c not in dataset.column_names]
+    if missing:
+        raise KeyError(f"pre_resize needs the columns {missing}; the dataset has {dataset.column_names}")
+    size = (resolution, resolution)
+
+    def resize(batch: dict[str, list]) -> dict[str, list]:
+        return {
+            image_column: [load_image(image).resize(size, Image.Resampling.BILINEAR) for image in batch[image_column]],
+            mask_column: [mask_to_pil(mask).resize(size, Image.Resampling.NEAREST) for mask in batch[mask_column]],
+        }
+
+    features = dataset.features.copy()
+    features[image_column], features[mask_column] = ImageFeature(), ImageFeature()
+    return dataset.map(resize, batched=True, batch_size=32, features=features, num_proc=num_proc,
+                       desc=f"pre-resizing to {resolution}x{resolution}")
