@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -91,3 +94,51 @@ def test_compile_is_refused_for_the_exact_path(reference_dir):
     model = _reference_tiny(reference_dir)
     with pytest.raises(ValueError, match="fast=False"):
         model.predict(np.zeros((8, 8, 3), dtype=np.uint8), fast=False, compile=True)
+
+
+def test_compiled_fast_path_gives_the_fast_paths_masks():
+    """predict(compile=True) really runs torch.compile (fused oneDNN ops included) and changes nothing in the output."""
+    torch.manual_seed(0)
+    stages = U2Net(variant="tiny").config["stages"]
+    for spec in stages.values():  # a small custom table: the same kinds of layers, a quicker compile
+        spec["height"], spec["mid_channels"] = 2, 4
+    model = U2Net(variant="custom", stages=stages, input_size=32)
+    image = (np.random.default_rng(0).random((30, 41, 3)) * 255).astype(np.uint8)
+    compiled = model.predict(image, compile=True)
+    assert isinstance(optimized_for_inference(model, compile=True).network, torch._dynamo.eval_frame.OptimizedModule)
+    plain = model.predict(image)
+    assert compiled.probability.shape == (30, 41)
+    assert np.abs(compiled.probability - plain.probability).max() <= 1e-3
+
+
+_FAULTS_PROBE = """
+import resource, sys, torch
+from u2net_hub import U2Net
+from u2net_hub.acceleration import optimized_for_inference, reuse_freed_memory
+if sys.argv[1] == "reuse":
+    assert reuse_freed_memory()
+torch.set_num_threads(1)
+torch.manual_seed(0)
+fast = optimized_for_inference(U2Net(variant="tiny"), dtype=torch.float32)
+x = torch.randn(1, 3, 320, 320)
+faults = []
+for _ in range(4):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    with torch.inference_mode():
+        fast(x)
+    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+print(min(faults[2:]))
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="glibc's allocator and Linux page-fault counters")
+def test_reuse_freed_memory_stops_the_page_faults_of_each_forward_pass():
+    """Without it glibc unmaps the activations after every forward pass and the next one faults them back in."""
+    def steady_state_faults(mode: str) -> int:
+        done = subprocess.run([sys.executable, "-c", _FAULTS_PROBE, mode], capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        return int(done.stdout.split()[-1])
+
+    default, reused = steady_state_faults("default"), steady_state_faults("reuse")
+    assert default > 5_000, f"expected the default allocator to re-fault the activations, saw {default} faults"
+    assert reused < default / 20, f"{reused} page faults per forward pass with reuse_freed_memory, {default} without"
