@@ -95,13 +95,13 @@ def _worker_torch(job: dict) -> dict:
     if job["path"] in ("ours", "compiled"):
         reuse_freed_memory()  # as the CLI, the Space and train.py do at start-up
         network = optimized_for_inference(model, compile=job["path"] == "compiled")
-        autocast_dtype = network.dtype
+        run_dtype = network.dtype
 
         def step():
             with torch.inference_mode():
                 torch.sigmoid(network(x).logits.float())
     else:
-        autocast_dtype = None
+        run_dtype = None
 
         def step():
             with torch.no_grad():
@@ -115,7 +115,7 @@ def _worker_torch(job: dict) -> dict:
         "times": times,
         "warmup_s": record["warmup_s"],
         "threads": torch.get_num_threads(),
-        "precision": str(autocast_dtype).replace("torch.", "") if autocast_dtype else "float32",
+        "precision": str(run_dtype).replace("torch.", "") if run_dtype else "float32",
     }
     if device.type == "cuda":
         result["cuda_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
