@@ -214,10 +214,11 @@ def reuse_freed_memory(every_size: bool = False) -> bool:
     free, so each forward pass of U²-Net page-faults ~90 MB of activations back in
     (about a fifth of a bf16 forward pass on CPU, and erratic in a VM); a training
     step at batch 8, 288x288 re-faults ~3 GB, a third of the step. With the
-    thresholds raised the allocator reuses blocks up to 32 MB (enough for
-    inference at 320x320); ``every_size=True`` (training) serves every size from
-    the heap. Peak memory barely moves, but the resident set no longer shrinks
-    between steps. Process-wide, so the CLI, the Space and train.py call it at
+    thresholds raised, blocks up to 32 MB (every bf16 activation of one 320x320
+    image) always come from the heap, and larger ones do when a freed hole fits,
+    which after a few passes they usually do; ``every_size=True`` (training)
+    serves every size from the heap. Peak memory barely moves, but the resident
+    set no longer shrinks between steps. Process-wide, so the CLI, the Space and train.py call it at
     start-up; library users may too. Returns False (and does nothing) where the
     C library is not glibc.
     """
