@@ -47,14 +47,11 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from u2net_hub import U2Net
+from u2net_hub import DEMO_MODEL, U2Net
 from u2net_hub.acceleration import reuse_freed_memory
 from u2net_hub.processing import ImageLoadError, cutout, load_image, resize_probability, to_mask
 
 EXAMPLES_DIR = HERE / "examples"
-DEMO_MODEL = str(
-    getattr(u2net_hub, "DEMO_MODEL", Path(u2net_hub.__file__).resolve().parent / "checkpoints" / "u2net-tiny-synthetic")
-)
 #: The full configuration with the authors' released weights, converted (`u2net convert`) and pushed to the Hub.
 FULL_MODEL = os.environ.get("U2NET_FULL_MODEL", "u2net-hub/u2net")
 
@@ -65,7 +62,7 @@ GALLERY_SIDE = 320
 BACKGROUNDS = [
     ("transparent", "transparent"),
     ("white", "white"),
-    ("colour (picker)", "color"),
+    ("colour (picker)", "colour"),
     ("blurred photo", "blur"),
 ]
 #: side<k> is the head on decoder stage k (stage<k>d; side6 on the bottom stage6), working at 1/2^(k-1) resolution.
@@ -413,10 +410,8 @@ def checkerboard(size: tuple[int, int], square: int = 12) -> Image.Image:
 
 
 def side_maps_of(prediction: Any) -> list[np.ndarray]:
-    """The six side maps, at the network's size when the Prediction keeps them there (cheap), else full size."""
-    maps = getattr(prediction, "side_maps", None)
-    if maps is None:
-        maps = prediction.side_probabilities
+    """The six side maps at the network's size (cheap to turn into gallery thumbnails)."""
+    maps = prediction.network_side_probabilities
     return [] if maps is None else list(maps)
 
 
@@ -548,7 +543,7 @@ class BackgroundRemover:
             return None
         if choice in ("white", "blur"):
             return choice
-        if choice in ("color", "colour"):
+        if choice in ("colour", "color"):  # "color": the old spelling, still accepted
             try:
                 from PIL import ImageColor
 
@@ -630,7 +625,7 @@ def _example_rows(model: str) -> tuple[list[list[Any]], list[str]]:
         ("astronaut.jpg", 0.0, False, "transparent", "#2e86de", "astronaut · transparent"),
         ("coffee.jpg", 0.0, False, "white", "#2e86de", "coffee · white"),
         ("chelsea.jpg", 0.5, False, "blur", "#2e86de", "chelsea · blurred photo, threshold 0.5"),
-        ("synthetic.png", 0.0, True, "color", "#2e86de", "synthetic scene · blue, normalised"),
+        ("synthetic.png", 0.0, True, "colour", "#2e86de", "synthetic scene · blue, normalised"),
     ):
         path = EXAMPLES_DIR / file
         if path.is_file():
@@ -698,7 +693,7 @@ def build_demo(remover: BackgroundRemover | None = None) -> gr.Blocks:
         run.click(remover.segment, inputs, outputs, api_name="segment")
         model.change(remover.load_model, model, model_status, api_name="load_model")
         background.change(
-            lambda choice: gr.ColorPicker(visible=choice == "color"), background, colour, api_visibility="private"
+            lambda choice: gr.ColorPicker(visible=choice == "colour"), background, colour, api_visibility="private"
         )
         demo.load(remover.load_model, model, model_status, api_visibility="private")
 

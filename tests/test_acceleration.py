@@ -11,7 +11,8 @@ import torch
 from safetensors.torch import load_file
 
 from u2net_hub import U2Net
-from u2net_hub.acceleration import FusedConv2d, cpu_fused_conv_works, fold_batchnorm, optimized_for_inference
+from u2net_hub.acceleration import FusedConv2d, cpu_fused_conv_works, optimized_for_inference
+from u2net_hub.layers import fold_batchnorm
 
 
 def _reference_tiny(reference_dir) -> U2Net:

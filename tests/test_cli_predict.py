@@ -75,7 +75,7 @@ def test_files_folders_globs_and_bad_inputs(tmp_path, model_dir):
 def test_exact_normalized_masks_equal_the_python_api(tmp_path, model_dir):
     photo = _photo(tmp_path / "in" / "a.jpg", (70, 45))
     other = _photo(tmp_path / "in" / "b.png", (31, 52), seed=1)
-    done = _u2net("in", "--model", str(model_dir), "-o", "out", "--exact", "--normalize", cwd=tmp_path)
+    done = _u2net("in", "--model", str(model_dir), "-o", "out", "--no-fast", "--normalize", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "2 ok, 0 failed" in done.stdout
     model = U2Net.from_pretrained(model_dir)
@@ -90,6 +90,7 @@ def test_rgba_with_background_and_threshold(tmp_path, model_dir):
     done = _u2net(str(photo), "--model", str(model_dir), "-o", "out", "--format", "rgba",
                   "--background", "0,255,0", "--threshold", "0.5", "--exact", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
+    assert "--exact is deprecated; use --no-fast" in done.stderr  # the old spelling still runs the exact network
     with Image.open(tmp_path / "out" / "a.png") as written:
         rgba = np.asarray(written)
     assert rgba.shape == (30, 50, 4) and (rgba[..., 3] == 255).all()

@@ -73,7 +73,7 @@ def test_released_layouts_convert_and_match_the_original(tmp_path, original_tiny
 
 
 def test_full_variant_is_detected(tmp_path):
-    from u2net_hub.hub import variant_shapes
+    from u2net_hub.modeling import variant_shapes
 
     generator = torch.Generator().manual_seed(0)
     state = {}

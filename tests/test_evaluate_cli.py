@@ -141,14 +141,14 @@ def test_model_form_on_imagefolder_and_rescoring_saved_predictions(model_dir, tm
     samples = make_imagefolder(tmp_path / "ds", 3, rng)
     out, saved = tmp_path / "m.json", tmp_path / "saved"
     result = run_cli("--model", str(model_dir), "--dataset", str(tmp_path / "ds"), "--split", "train",
-                     "--batch-size", "2", "--exact", "--save-predictions", str(saved), "--output", str(out),
+                     "--batch-size", "2", "--no-fast", "--save-predictions", str(saved), "--output", str(out),
                      cache=tmp_path / "cache")
     assert result.returncode == 0, result.stderr
     document = json.loads(out.read_text())
     assert document["count"] == 3
     assert (document["mode"], document["model"], document["dataset"], document["split"]) == (
         "model", str(model_dir), str(tmp_path / "ds"), "train")
-    assert document["exact"] is True
+    assert document["fast"] is False
     assert len(document["unreadable"]) == 1 and document["unreadable"][0]["item"].startswith("row ")
     assert "unreadable" in result.stderr
     for name in METRIC_KEYS:

@@ -32,7 +32,7 @@ def _custom_stages() -> dict:
 
 @pytest.mark.parametrize("kwargs", [{"variant": "tiny"}, {"variant": "full"}, {"variant": "custom", "stages": _custom_stages()}])
 def test_round_trip_is_bit_exact(tmp_path, kwargs):
-    model = _randomise(U2Net(**kwargs))
+    model = _randomise(U2Net(**kwargs)).eval()  # eval: a training-mode forward would use batch statistics
     model.save_pretrained(tmp_path)
     assert {p.name for p in tmp_path.iterdir()} >= {"config.json", "model.safetensors", "README.md"}
     loaded = U2Net.from_pretrained(tmp_path)

@@ -20,6 +20,16 @@ def test_state_dict_matches_original_keys_shapes_and_order(variant, original_sha
     assert model.num_parameters == expected["parameters"]
 
 
+def test_a_new_model_trains_and_a_loaded_one_evaluates(tmp_path):
+    """Like every PyTorch module, U2Net() starts in training mode; from_pretrained returns eval mode."""
+    model = U2Net(variant="tiny")
+    assert model.training is True
+    assert all(m.training for m in model.modules())
+    model.save_pretrained(tmp_path)
+    loaded = U2Net.from_pretrained(tmp_path)
+    assert loaded.training is False and not any(m.training for m in loaded.modules())
+
+
 def test_conformance_vectors_of_the_original_implementation(reference_dir):
     model = U2Net(variant="tiny")
     model.load_state_dict(load_file(reference_dir / "tiny_random_weights.safetensors"), strict=True)
@@ -79,14 +89,14 @@ def test_unknown_variant_and_miswired_table_are_config_errors():
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_channels_last_training_gradients_equal_plain_autograd(dtype):
     """The decoder's upsample has its own backward in channels_last training; it must give autograd's gradients."""
-    from u2net_hub.modeling import _DenseGradResize, _resize_to
+    from u2net_hub.layers import _DenseGradResize, resize_to
 
     torch.manual_seed(0)
     low = torch.randn(2, 6, 9, 7, dtype=dtype).contiguous(memory_format=torch.channels_last)
     skip = torch.randn(2, 6, 17, 13, dtype=dtype).contiguous(memory_format=torch.channels_last)
     weight = torch.randn(12, 2, 17, 13, dtype=dtype)  # makes every channel and pixel of the gradient different
     grads = []
-    for resize in (_resize_to, lambda x, ref: torch.nn.functional.interpolate(x, size=ref.shape[-2:], mode="bilinear")):
+    for resize in (resize_to, lambda x, ref: torch.nn.functional.interpolate(x, size=ref.shape[-2:], mode="bilinear")):
         x = low.detach().requires_grad_(True)
         out = torch.cat((resize(x, skip), skip), dim=1)  # the gradient reaching the resize is a channel slice
         (out * weight.permute(1, 0, 2, 3)).sum().backward()
@@ -94,13 +104,13 @@ def test_channels_last_training_gradients_equal_plain_autograd(dtype):
     assert grads[0].grad_fn is None and grads[0].shape == low.shape
     torch.testing.assert_close(grads[0], grads[1], rtol=0, atol=0)
     # and the custom path was really taken (not the plain one it is compared with)
-    y = _resize_to(low.detach().requires_grad_(True), skip)
+    y = resize_to(low.detach().requires_grad_(True), skip)
     assert type(y.grad_fn).__name__ == _DenseGradResize.__name__ + "Backward"
 
 
 def test_whole_model_channels_last_gradients_equal_plain_interpolate(monkeypatch):
     """A whole tiny U²-Net in channels_last: every parameter's gradient is the one plain autograd gives."""
-    from u2net_hub import modeling
+    from u2net_hub import layers
 
     torch.manual_seed(0)
     model = U2Net(variant="tiny").train().to(memory_format=torch.channels_last)
@@ -114,7 +124,7 @@ def test_whole_model_channels_last_gradients_equal_plain_interpolate(monkeypatch
         return {n: p.grad.clone() for n, p in model.named_parameters()}
 
     ours = gradients()
-    monkeypatch.setattr(modeling._DenseGradResize, "apply", lambda t, size: torch.nn.functional.interpolate(
+    monkeypatch.setattr(layers._DenseGradResize, "apply", lambda t, size: torch.nn.functional.interpolate(
         t, size=size, mode="bilinear", align_corners=False))
     plain = gradients()
     for name, expected in plain.items():

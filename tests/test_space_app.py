@@ -154,7 +154,7 @@ def test_normalisation_stretches_the_mask(remover, tiny_folder, photo_path):
     assert mask.min() == 0 and mask.max() == 255
 
 
-@pytest.mark.parametrize("background", ["white", "color", "blur"])
+@pytest.mark.parametrize("background", ["white", "colour", "blur"])
 def test_filled_backgrounds_are_opaque_and_keep_the_object(remover, tiny_folder, photo_path, level, background):
     photo = np.asarray(Image.open(photo_path).convert("RGB"))
     (_, after), mask, cutout_path, _, _ = run(remover, photo_path, tiny_folder, level, False, background, "#ff0000")
@@ -166,7 +166,7 @@ def test_filled_backgrounds_are_opaque_and_keep_the_object(remover, tiny_folder,
     np.testing.assert_array_equal(cut[inside][:, :3], photo[inside])
     if background == "white":
         assert (cut[outside][:, :3] == 255).all()
-    elif background == "color":
+    elif background == "colour":
         assert (cut[outside][:, :3] == (255, 0, 0)).all()
     else:
         assert not np.array_equal(cut[outside][:, :3], photo[outside])  # blurred, not the original pixels

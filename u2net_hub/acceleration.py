@@ -20,31 +20,23 @@ from functools import lru_cache
 import torch
 from torch import nn
 
+from .layers import ConvBNReLU
+
 _CACHE_ATTRIBUTE = "_u2net_fast_copy"
 
 
-def fold_batchnorm(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
-    """A convolution equal to ``bn(conv(x))`` in eval mode."""
-    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-    fused = nn.Conv2d(
-        conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-        conv.dilation, conv.groups, bias=True,
-    ).to(device=conv.weight.device, dtype=conv.weight.dtype)
-    bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
-    with torch.no_grad():
-        fused.weight.copy_(conv.weight * scale.reshape(-1, 1, 1, 1))
-        fused.bias.copy_((bias - bn.running_mean) * scale + bn.bias)
-    return fused
-
-
 def fold_all_batchnorms(model: nn.Module) -> nn.Module:
-    """Fold every ConvBNReLU's BatchNorm into its convolution, in place."""
-    from .modeling import ConvBNReLU
+    """Fold every ConvBNReLU's BatchNorm into its convolution, in place (:meth:`ConvBNReLU.fuse`).
 
+    Args:
+        model: a model in eval mode (the running statistics are what is folded).
+
+    Returns:
+        The same model.
+    """
     for module in model.modules():
-        if isinstance(module, ConvBNReLU) and isinstance(module.bn_s1, nn.BatchNorm2d):
-            module.conv_s1 = fold_batchnorm(module.conv_s1, module.bn_s1)
-            module.bn_s1 = nn.Identity()
+        if isinstance(module, ConvBNReLU):
+            module.fuse()
     return model
 
 
@@ -97,16 +89,29 @@ def cpu_fused_conv_works(dtype: torch.dtype) -> bool:
 
 
 def fuse_convolutions(model: nn.Module, dtype: torch.dtype) -> nn.Module:
-    """Replace every (BatchNorm-folded) conv+ReLU, and the plain side/output convs, by `FusedConv2d`, in place."""
-    from .modeling import ConvBNReLU
+    """Run every convolution of `model` on oneDNN's fused kernel (`FusedConv2d`), in place.
+
+    Folded ConvBNReLUs hand over their conv+ReLU pair (:meth:`ConvBNReLU.fuse_activation`);
+    every other ``nn.Conv2d`` (the side heads, the fusion, any plain convolution a block
+    has) becomes a `FusedConv2d` without activation, wherever it sits.
+
+    Args:
+        model: the (BatchNorm-folded) copy to change.
+        dtype: the dtype the fused weights are stored in.
+
+    Returns:
+        The same model.
+    """
+    def make(conv: nn.Conv2d, relu: bool) -> FusedConv2d:
+        return FusedConv2d(conv, relu=relu, dtype=dtype)
 
     for module in list(model.modules()):
-        if isinstance(module, ConvBNReLU) and isinstance(module.bn_s1, nn.Identity):
-            module.conv_s1 = FusedConv2d(module.conv_s1, relu=True, dtype=dtype)
-            module.relu_s1 = nn.Identity()
-    for name, child in list(model.named_children()):
-        if isinstance(child, nn.Conv2d):  # side1..side6, outconv
-            setattr(model, name, FusedConv2d(child, relu=False, dtype=dtype))
+        if isinstance(module, ConvBNReLU) and module.is_fused:
+            module.fuse_activation(make)
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if type(child) is nn.Conv2d:
+                setattr(parent, name, make(child, False))
     return model
 
 
@@ -199,6 +204,7 @@ def fast_dtype(device: torch.device | str) -> torch.dtype | None:
 
 
 def to_channels_last(x: torch.Tensor) -> torch.Tensor:
+    """`x` in channels_last memory order when it is 4-D (a batch of images), else `x` as it is."""
     return x.contiguous(memory_format=torch.channels_last) if x.ndim == 4 else x
 
 

@@ -22,9 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from huggingface_hub import constants
 
 from .configs import PARAMETER_COUNTS, VARIANT_ALIASES
-from .hub import check_state_dict, detect_variant, variant_shapes
+from .hub import check_state_dict
+from .modeling import U2Net, detect_variant, variant_shapes
 
 #: Keys under which training scripts commonly nest the state dict.
 WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net", "weights")
@@ -136,8 +138,6 @@ def _resolve_variant(state_dict: Mapping[str, torch.Tensor], requested: str, sou
     detected = detect_variant(state_dict)
     if requested in (None, "auto"):
         if detected is None:
-            from .modeling import U2Net
-
             problems = []
             for candidate in ("full", "tiny"):
                 with torch.device("meta"):
@@ -195,8 +195,6 @@ def convert_checkpoint(
     ``input_size`` defaults to 320, or 512 when the file name says "portrait".
     Raises :class:`ConversionError` for anything that is not a convertible checkpoint.
     """
-    from .modeling import U2Net
-
     source = Path(source)
     output_dir = Path(output_dir)
     if output_dir.exists() and not output_dir.is_dir():
@@ -272,10 +270,6 @@ class PushError(RuntimeError):
 
 def push_converted(output_dir: str | Path, repo_id: str, *, private: bool = False, notes: list[str] | None = None) -> str:
     """Upload a converted folder with ``push_to_hub``; raises PushError (offline mode included)."""
-    from huggingface_hub import constants
-
-    from .modeling import U2Net
-
     offline = constants.is_offline_mode() if hasattr(constants, "is_offline_mode") else constants.HF_HUB_OFFLINE
     if offline:
         raise PushError(

@@ -29,6 +29,7 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor, nn
 
+from .hub import __version__
 from .modeling import SIDE_COUNT, U2Net
 
 #: Names of the graph's input and outputs; rembg only relies on their positions.
@@ -121,8 +122,6 @@ def onnx_metadata(model: U2Net, input_size: int, sides: bool, half: bool) -> dic
     """The key/value pairs stored in the file's metadata_props (all strings, as ONNX requires)."""
     pre = model.preprocessing
     outputs = [FUSED_OUTPUT, *(SIDE_OUTPUTS if sides else ())]
-    from . import __version__
-
     return {
         "producer": f"u2net-hub {__version__}",
         "variant": model.variant,

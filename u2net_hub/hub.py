@@ -1,25 +1,33 @@
-"""Strict weight loading and model-card rendering for the Hub mixin.
+"""The Hub mixin U2Net inherits: strict loading, config.json, model card.
 
-The mixin's default is a silent ``strict=False`` load; users of a saliency
-model would rather get one clear error that says which keys or which variant
-are wrong than a half-random network.
+``huggingface_hub``'s ``PyTorchModelHubMixin`` loads with ``strict=False`` by
+default; users of a saliency model would rather get one clear error that says
+which keys or which variant are wrong than a half-random network, so
+:class:`HubMixin` is strict. It knows nothing about U²-Net's layers: the model
+describes itself through ``config`` (what config.json holds) and, for error
+messages, ``_mismatch_hint``.
 """
 
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+import os
 from importlib import resources
-from typing import TYPE_CHECKING, Any, Mapping
+from pathlib import Path
+from typing import Any, Mapping
 
 import torch
+from huggingface_hub import ModelCard, ModelCardData, PyTorchModelHubMixin, constants, hf_hub_download
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from .configs import PARAMETER_COUNTS, VARIANTS
+from .configs import ConfigError
 
-if TYPE_CHECKING:
-    from .modeling import U2Net
+__version__ = "0.1.0"
+
+#: The bundled demo checkpoint: the tiny configuration trained on the synthetic set.
+#: It ships inside the package so `u2net predict` and the Space work offline.
+DEMO_MODEL = str(Path(__file__).resolve().parent / "checkpoints" / "u2net-tiny-synthetic")
 
 MODEL_CARD_TEMPLATE = "model_card.md"
 
@@ -29,34 +37,21 @@ class CheckpointMismatchError(ValueError):
 
 
 def load_safetensors_state_dict(path: str) -> dict[str, torch.Tensor]:
+    """Read a safetensors file into a state dict.
+
+    Args:
+        path: the ``.safetensors`` file.
+
+    Returns:
+        The tensors by key, on the CPU.
+
+    Raises:
+        CheckpointMismatchError: when the file is not valid safetensors.
+    """
     try:
         return load_file(path)
     except (SafetensorError, OSError) as error:
         raise CheckpointMismatchError(f"cannot read {path} as safetensors: {error}") from None
-
-
-@lru_cache(maxsize=None)
-def variant_shapes(variant: str) -> dict[str, tuple[int, ...]]:
-    """Every key and shape of a published variant, computed on the meta device (no memory)."""
-    from .modeling import U2Net
-
-    with torch.device("meta"):
-        model = U2Net(variant=variant)
-    return {key: tuple(value.shape) for key, value in model.state_dict().items()}
-
-
-def detect_variant(state_dict: Mapping[str, Any]) -> str | None:
-    """'full' or 'tiny' when every weight of the state dict has that variant's shape, else None.
-
-    ``num_batches_tracked`` may be absent (PyTorch 0.4 checkpoints predate it).
-    """
-    for variant in VARIANTS:
-        shapes = variant_shapes(variant)
-        required = {k for k in shapes if not k.endswith("num_batches_tracked")}
-        if required <= set(state_dict) and set(state_dict) <= set(shapes):
-            if all(tuple(state_dict[k].shape) == shapes[k] for k in state_dict):
-                return variant
-    return None
 
 
 def _preview(keys: list[str], limit: int = 8) -> str:
@@ -64,8 +59,17 @@ def _preview(keys: list[str], limit: int = 8) -> str:
     return shown + (f", ... ({len(keys) - limit} more)" if len(keys) > limit else "")
 
 
-def check_state_dict(model: "U2Net", state_dict: Mapping[str, Any], source: str = "the checkpoint") -> None:
-    """Raise one CheckpointMismatchError naming what differs; return quietly when all keys and shapes match."""
+def check_state_dict(model: "HubMixin", state_dict: Mapping[str, Any], source: str = "the checkpoint") -> None:
+    """Check that a state dict fits `model` exactly: every key, no extra key, every shape.
+
+    Args:
+        model: the model the weights are meant for.
+        state_dict: the weights.
+        source: how the error names where the weights came from.
+
+    Raises:
+        CheckpointMismatchError: one message naming everything that differs.
+    """
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     missing = sorted(set(expected) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(expected))
@@ -74,13 +78,10 @@ def check_state_dict(model: "U2Net", state_dict: Mapping[str, Any], source: str 
     )
     if not (missing or unexpected or wrong_shape):
         return
-    detected = detect_variant(state_dict)
     problems = []
-    if detected is not None and detected != model.variant:
-        problems.append(
-            f"{source} holds weights of the {detected!r} variant "
-            f"({PARAMETER_COUNTS[detected]:,} parameters) but the configuration builds the {model.variant!r} one"
-        )
+    hint = model._mismatch_hint(state_dict, source)
+    if hint:
+        problems.append(hint)
     if missing:
         problems.append(f"{len(missing)} missing keys: {_preview(missing)}")
     if unexpected:
@@ -88,44 +89,159 @@ def check_state_dict(model: "U2Net", state_dict: Mapping[str, Any], source: str 
     if wrong_shape:
         details = [f"{k} {tuple(state_dict[k].shape)} vs {expected[k]}" for k in wrong_shape]
         problems.append(f"{len(wrong_shape)} keys with the wrong shape: {_preview(details, 4)}")
-    raise CheckpointMismatchError(f"weights in {source} do not fit this U2Net: " + "; ".join(problems))
+    raise CheckpointMismatchError(f"weights in {source} do not fit this {type(model).__name__}: " + "; ".join(problems))
 
 
 def _template_text() -> str:
     return resources.files("u2net_hub").joinpath(MODEL_CARD_TEMPLATE).read_text(encoding="utf-8")
 
 
-def render_model_card(model: "U2Net", **kwargs: Any):
-    """Render the repository's model_card.md for this model.
+class HubMixin(
+    PyTorchModelHubMixin,
+    library_name="u2net-hub",
+    pipeline_tag="image-segmentation",
+    license="apache-2.0",
+    repo_url="https://github.com/xuebinqin/U-2-Net",
+    paper_url="https://arxiv.org/abs/2005.09007",
+    tags=["u2net", "salient-object-detection", "background-removal", "image-segmentation"],
+):
+    """``save_pretrained`` / ``from_pretrained`` / ``push_to_hub`` for U2Net, strict about keys, shapes and config.
 
-    Keyword arguments reach the template: ``repo_id`` (or ``model_ref``, the
-    expression the usage snippet passes to from_pretrained), ``training`` (a dict:
-    dataset, command, steps, wall time, recipe), ``metrics`` (a dict of name to
-    value, with ``metrics_dataset``) and ``notes`` (free markdown).
+    The class that inherits it provides ``config`` (a JSON-ready dict of its
+    ``__init__`` arguments), ``variant``, ``num_parameters`` and ``preprocessing``
+    (for the model card) and may override ``_mismatch_hint``.
     """
-    from huggingface_hub import ModelCard, ModelCardData
 
-    info = model._hub_mixin_info
-    card_data = ModelCardData(**info.model_card_data.to_dict())
-    training = kwargs.get("training") or {}
-    if training.get("dataset_id"):
-        card_data.datasets = [training["dataset_id"]]
-    repo_id = kwargs.pop("repo_id", None) or "path/to/this/folder"
-    context = {
-        "repo_id": repo_id,
-        # How the usage snippet names the model: a quoted id, or a constant such as DEMO_MODEL.
-        "model_ref": kwargs.pop("model_ref", None) or json.dumps(repo_id),
-        "variant": model.variant,
-        "num_parameters": model.num_parameters,
-        "size_mb": model.num_parameters * 4 / 1e6,
-        "preprocessing": model.preprocessing,
-        "paper_url": info.paper_url,
-        "repo_url": info.repo_url,
-        "training": training,
-        "metrics": kwargs.pop("metrics", None) or {},
-        "metrics_dataset": kwargs.pop("metrics_dataset", None),
-        "notes": kwargs.pop("notes", None),
-    }
-    kwargs.pop("training", None)
-    context.update(kwargs)
-    return ModelCard.from_template(card_data, template_str=_template_text(), **context)
+    def _mismatch_hint(self, state_dict: Mapping[str, Any], source: str) -> str | None:
+        """A sentence explaining a mismatch (e.g. "the weights are the other variant"), or None."""
+        return None
+
+    def save_pretrained(self, save_directory, *, config=None, **kwargs):
+        """Write config.json, model.safetensors and the model card (README.md) to a folder.
+
+        Args:
+            save_directory: the folder (created if needed).
+            config: what config.json holds; defaults to the model's complete ``config``.
+            **kwargs: passed to ``PyTorchModelHubMixin.save_pretrained`` (``push_to_hub``,
+                ``repo_id``, ``model_card_kwargs``, ...).
+
+        Returns:
+            What the Hub mixin returns (the commit info when pushing, else None).
+        """
+        return super().save_pretrained(save_directory, config=config or self.config, **kwargs)
+
+    def generate_model_card(self, *args, **kwargs) -> ModelCard:
+        """Render the package's model_card.md template for this model.
+
+        Args:
+            **kwargs: reach the template: ``repo_id`` (or ``model_ref``, the expression the
+                usage snippet passes to from_pretrained), ``training`` (a dict: dataset,
+                command, steps, wall time, recipe), ``metrics`` (name to value, with
+                ``metrics_dataset``) and ``notes`` (free Markdown).
+
+        Returns:
+            The card, with the Hub metadata (library, pipeline tag, license, tags) in its header.
+        """
+        info = self._hub_mixin_info
+        card_data = ModelCardData(**info.model_card_data.to_dict())
+        training = kwargs.pop("training", None) or {}
+        if training.get("dataset_id"):
+            card_data.datasets = [training["dataset_id"]]
+        repo_id = kwargs.pop("repo_id", None) or "path/to/this/folder"
+        context = {
+            "repo_id": repo_id,
+            # How the usage snippet names the model: a quoted id, or a constant such as DEMO_MODEL.
+            "model_ref": kwargs.pop("model_ref", None) or json.dumps(repo_id),
+            "variant": self.variant,
+            "num_parameters": self.num_parameters,
+            "size_mb": self.num_parameters * 4 / 1e6,
+            "preprocessing": self.preprocessing,
+            "paper_url": info.paper_url,
+            "repo_url": info.repo_url,
+            "training": training,
+            "metrics": kwargs.pop("metrics", None) or {},
+            "metrics_dataset": kwargs.pop("metrics_dataset", None),
+            "notes": kwargs.pop("notes", None),
+        }
+        context.update(kwargs)
+        return ModelCard.from_template(card_data, template_str=_template_text(), **context)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
+        """Load a folder or Hub repo written by :meth:`save_pretrained`, in eval mode.
+
+        Args:
+            pretrained_model_name_or_path: a local folder or a Hub repo id.
+            **kwargs: ``revision``, ``cache_dir``, ``token``, ``local_files_only``,
+                ``map_location`` ... as for ``PyTorchModelHubMixin.from_pretrained``.
+
+        Returns:
+            The model, every weight loaded (strict), in eval mode.
+
+        Raises:
+            ConfigError: config.json is missing, not JSON, or has unknown keys.
+            CheckpointMismatchError: the weights do not fit the configuration.
+        """
+        local_config = Path(pretrained_model_name_or_path) / constants.CONFIG_NAME
+        try:
+            if local_config.is_file() and not isinstance(json.loads(local_config.read_text()), dict):
+                raise ConfigError(f"config.json of {pretrained_model_name_or_path} must hold a JSON object")
+            return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+        except json.JSONDecodeError as error:
+            raise ConfigError(f"config.json of {pretrained_model_name_or_path} is not valid JSON: {error}") from None
+
+    @classmethod
+    def _from_pretrained(
+        cls,
+        *,
+        model_id: str,
+        revision: str | None,
+        cache_dir,
+        force_download: bool,
+        local_files_only: bool,
+        token,
+        map_location: str = "cpu",
+        strict: bool = True,
+        config: Mapping[str, Any] | None = None,
+        **model_kwargs,
+    ):
+        if config is None:
+            raise ConfigError(
+                f"{model_id} has no config.json; a U²-Net folder needs one (write it with save_pretrained, "
+                "or convert a released .pth with `u2net convert`)"
+            )
+        if not isinstance(config, Mapping):
+            raise ConfigError(f"config.json of {model_id} must hold a JSON object, got {type(config).__name__}")
+        known = set(cls._hub_mixin_init_parameters) - {"self"}
+        unknown = sorted(set(config) - known)
+        if unknown:
+            raise ConfigError(f"config.json of {model_id} has unknown keys {unknown}; known keys are {sorted(known)}")
+        # Strict loads replace every tensor, so build on the meta device and skip the random initialisation.
+        with torch.device("meta" if strict else "cpu"):
+            model = cls(**model_kwargs)
+        if os.path.isdir(model_id):
+            model_file = os.path.join(model_id, constants.SAFETENSORS_SINGLE_FILE)
+            if not os.path.isfile(model_file):
+                raise FileNotFoundError(f"{model_id} has no {constants.SAFETENSORS_SINGLE_FILE}")
+        else:
+            model_file = hf_hub_download(
+                repo_id=model_id,
+                filename=constants.SAFETENSORS_SINGLE_FILE,
+                revision=revision,
+                cache_dir=cache_dir,
+                force_download=force_download,
+                token=token,
+                local_files_only=local_files_only,
+            )
+        state_dict = load_safetensors_state_dict(model_file)
+        if strict:
+            check_state_dict(model, state_dict, source=model_id)
+        model.load_state_dict(state_dict, strict=strict, assign=strict)
+        model.to(map_location)
+        model.eval()
+        return model
+
+
+__all__ = [
+    "CheckpointMismatchError", "DEMO_MODEL", "HubMixin", "check_state_dict", "load_safetensors_state_dict", "__version__",
+]

@@ -9,6 +9,7 @@ at the network's size and only brought to full size when they are read.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -16,7 +17,9 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
+from tqdm.auto import tqdm
 
+from .acceleration import optimized_for_inference
 from .processing import (
     ImageLoadError,
     cutout as _cutout,
@@ -38,31 +41,44 @@ class Prediction:
     ``side_probabilities`` / ``side_masks``: the six side outputs (side1 .. side6)
     as arrays / "L" images, computed on first access; ``None`` when
     ``predict(..., sides=False)``.
+    ``network_side_probabilities``: the same six at the network's input size,
+    (6, S, S) float32, as the network made them (cheap previews).
     """
 
     image: Image.Image
     probability: np.ndarray
     normalized: bool = False
-    #: Side maps at the network's size, (6, S, S) float32; resized on demand.
-    side_maps: np.ndarray | None = field(default=None)
+    #: The six side probabilities at the network's size, (6, S, S) float32; resized on demand.
+    network_side_probabilities: np.ndarray | None = field(default=None)
 
     @property
     def size(self) -> tuple[int, int]:
         """(width, height), as PIL reports it."""
         return self.image.size
 
+    @property
+    def side_maps(self) -> np.ndarray | None:
+        """Deprecated name of :attr:`network_side_probabilities`."""
+        warnings.warn(
+            "Prediction.side_maps is renamed network_side_probabilities", DeprecationWarning, stacklevel=2
+        )
+        return self.network_side_probabilities
+
     @cached_property
     def mask(self) -> Image.Image:
+        """The fused probability as an 8-bit "L" image (0..255) at the image's size."""
         return to_mask(self.probability)
 
     @cached_property
     def side_probabilities(self) -> list[np.ndarray] | None:
-        if self.side_maps is None:
+        """The six side outputs (side1..side6) as float32 H x W arrays at the image's size, or None."""
+        if self.network_side_probabilities is None:
             return None
-        return [postprocess(side, self.size, normalize=self.normalized) for side in self.side_maps]
+        return [postprocess(side, self.size, normalize=self.normalized) for side in self.network_side_probabilities]
 
     @cached_property
     def side_masks(self) -> list[Image.Image] | None:
+        """The six side outputs as "L" images at the image's size, or None."""
         if self.side_probabilities is None:
             return None
         return [to_mask(side) for side in self.side_probabilities]
@@ -70,16 +86,20 @@ class Prediction:
     def cutout(self, background: Any = None, threshold: float | None = None) -> Image.Image:
         """RGBA at the image's size with the mask as alpha (see :func:`u2net_hub.processing.cutout`).
 
-        ``background``: None keeps transparency; "white", any colour name,
-        "#rrggbb" or (r, g, b) fills it; "blur" puts the object on its own
-        blurred photo. ``threshold`` in (0, 1] makes the alpha hard (0 or 255).
+        Args:
+            background: None keeps transparency; "white", any colour name, "#rrggbb" or
+                (r, g, b) fills it; "blur" puts the object on its own blurred photo.
+            threshold: in (0, 1], makes the alpha hard (0 or 255); None keeps it soft.
+
+        Returns:
+            An RGBA image (or RGB when a background fills it).
         """
         alpha = self.probability if threshold else self.mask
         return _cutout(self.image, alpha, background=background, threshold=threshold)
 
     def __repr__(self) -> str:
         width, height = self.size
-        sides = 0 if self.side_maps is None else len(self.side_maps)
+        sides = 0 if self.network_side_probabilities is None else len(self.network_side_probabilities)
         return f"Prediction(size={width}x{height}, normalized={self.normalized}, side_outputs={sides})"
 
 
@@ -114,8 +134,6 @@ def _network(model: torch.nn.Module, fast: bool, compile: bool):
     if compile and not fast:
         raise ValueError("compile=True compiles the fast path; it cannot be combined with fast=False")
     if fast:
-        from .acceleration import optimized_for_inference
-
         return optimized_for_inference(model, compile=compile), device
     return model, device
 
@@ -134,14 +152,28 @@ def predict(
 ) -> Prediction | list[Prediction]:
     """Saliency masks for one image or a list of images (a list in gives a list out).
 
-    Images may be paths, PIL images of any mode, numpy arrays or encoded
-    bytes, of any and mixed sizes. ``normalize`` applies the original's
-    per-image min-max ("normPRED"), image by image even inside a batch.
-    ``fast`` runs the BatchNorm-folded, conv+ReLU-fused channels_last copy in
-    bf16 where the hardware has it; ``fast=False`` is the exact float32 network.
-    ``compile=True`` runs that copy through ``torch.compile`` (slow first call).
-    ``resample`` is the pre-processing resize filter ("bilinear", or "lanczos"
-    like rembg). Runs on the model's device, under ``torch.inference_mode()``.
+    Runs on the model's device, under ``torch.inference_mode()``; the model's
+    own mode (training or eval) is left as it was.
+
+    Args:
+        model: a U2Net (as first argument, or call ``model.predict(images, ...)``).
+        images: a path, PIL image of any mode, numpy array or encoded bytes, or a list
+            of them, of any and mixed sizes.
+        normalize: apply the original's per-image min-max ("normPRED"), image by image
+            even inside a batch.
+        batch_size: images per forward pass.
+        fast: run the fast path: the BatchNorm-folded, conv+ReLU-fused channels_last copy
+            in bf16 where the hardware has it; ``fast=False`` runs the exact float32 network.
+        compile: run the fast path through ``torch.compile`` (slow first call).
+        sides: keep the six side outputs (``Prediction.side_probabilities``).
+        resample: the pre-processing resize filter ("bilinear", or "lanczos" like rembg).
+        progress: show a tqdm progress bar.
+
+    Returns:
+        One :class:`Prediction` per image (a list for a list), everything at each image's size.
+
+    Raises:
+        ImageLoadError: an image cannot be read (the message names which one in a list).
     """
     _check_model(model)
     batch_size = _check_batch_size(batch_size)
@@ -156,8 +188,6 @@ def predict(
     results: list[Prediction] = []
     bar = None
     if progress:
-        from tqdm.auto import tqdm
-
         bar = tqdm(total=len(items), desc="predict", unit="image")
     try:
         for start in range(0, len(items), batch_size):
@@ -167,14 +197,18 @@ def predict(
             with torch.inference_mode():
                 output = network(x)
             fused = torch.sigmoid(output.logits[:, 0].float()).cpu().numpy()
-            side_maps = None
+            side_probabilities = None
             if sides:
-                side_maps = torch.sigmoid(torch.stack([s[:, 0] for s in output.side_logits], dim=1).float()).cpu().numpy()
+                side_probabilities = torch.sigmoid(
+                    torch.stack([s[:, 0] for s in output.side_logits], dim=1).float()
+                ).cpu().numpy()
             del output, x
             for i, image in enumerate(loaded):
-                own_sides = None if side_maps is None else side_maps[i].copy()
+                own_sides = None if side_probabilities is None else side_probabilities[i].copy()
                 probability = postprocess(fused[i], image.size, normalize=normalize)
-                results.append(Prediction(image=image, probability=probability, normalized=normalize, side_maps=own_sides))
+                results.append(Prediction(
+                    image=image, probability=probability, normalized=normalize, network_side_probabilities=own_sides
+                ))
             if bar is not None:
                 bar.update(len(loaded))
     finally:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..convert import ConversionError, PushError, convert_checkpoint, push_converted
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -29,8 +31,6 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..convert import ConversionError, PushError, convert_checkpoint, push_converted
-
     if args.input_size is not None and args.input_size < 1:
         print(f"u2net convert: --input-size must be positive, got {args.input_size}", file=sys.stderr)
         return 2

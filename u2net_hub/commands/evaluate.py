@@ -23,8 +23,22 @@ import io
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+import torch
+from datasets import Image as ImageFeature
+from PIL import Image
+from tqdm.auto import tqdm
+
+from ..data import DatasetLoadError, load_saliency_dataset
+from ..hub import DEMO_MODEL, __version__
+from ..metrics import BETA2, BOUNDARY_RADIUS, MetricInputError, SODMetrics, format_table, load_mask, to_uint8
+from ..modeling import U2Net
+from ..processing import load_image
+from . import add_fast_path_arguments
 
 #: Shown in full up to this many; the JSON output always lists all of them.
 MAX_LISTED = 10
@@ -65,8 +79,7 @@ def register(subparsers) -> None:
     model.add_argument("--mask-column", default="mask", help="column of the ground-truth masks (default: mask)")
     model.add_argument("--limit", type=_positive_int, default=None, help="score only the first N rows")
     model.add_argument("--batch-size", type=_positive_int, default=8, help="images per forward pass (default 8)")
-    model.add_argument("--exact", action="store_true",
-                       help="run the exact float32 network instead of the fast path (folded BatchNorm, fused conv+ReLU, bf16)")
+    add_fast_path_arguments(model)
     model.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda when available)")
     model.add_argument("--save-predictions", metavar="DIR", default=None,
                        help="also write each predicted map as an 8-bit PNG to DIR (re-scorable with --pred-dir)")
@@ -86,8 +99,6 @@ def register(subparsers) -> None:
 
 
 def _image_extensions() -> set[str]:
-    from PIL import Image
-
     return {ext.lower() for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN}
 
 
@@ -147,8 +158,6 @@ def pair_files(pred_dir: Path, gt_dir: Path) -> tuple[list[tuple[str, Path, Path
 
 
 def _score_folders(args, metrics, per_image: list, unreadable: list, progress) -> dict[str, Any]:
-    from ..metrics import MetricInputError, load_mask
-
     pred_dir, gt_dir = Path(args.pred_dir), Path(args.gt_dir)
     for flag, folder in (("--pred-dir", pred_dir), ("--gt-dir", gt_dir)):
         if not folder.is_dir():
@@ -191,13 +200,7 @@ def _score_folders(args, metrics, per_image: list, unreadable: list, progress) -
 
 
 def _load_model(name: str | None, device: str | None):
-    import torch
-
-    from ..modeling import U2Net
-
     if name is None:
-        from .. import DEMO_MODEL
-
         if not Path(DEMO_MODEL).is_dir():
             raise UsageError(f"the bundled demo model is missing (expected {DEMO_MODEL}); pass --model FOLDER_OR_HUB_ID")
         name = str(DEMO_MODEL)
@@ -228,10 +231,6 @@ def load_dataset_for_evaluation(name: str, split: str | None, image_column: str,
     a local folder its only split. The loader's warnings about files it could
     not pair become ``unmatched`` entries.
     """
-    import warnings
-
-    from ..data import DatasetLoadError, load_saliency_dataset
-
     local = Path(name).expanduser().is_dir()
     if split is None and not local:
         split = "test"
@@ -249,11 +248,9 @@ def load_dataset_for_evaluation(name: str, split: str | None, image_column: str,
 
 def _undecoded(dataset, columns: list[str]):
     """Turn off decoding of Image columns, so one broken file is reported instead of stopping the run."""
-    from datasets import Image
-
     for column in columns:
-        if isinstance(dataset.features[column], Image):
-            dataset = dataset.cast_column(column, Image(decode=False))
+        if isinstance(dataset.features[column], ImageFeature):
+            dataset = dataset.cast_column(column, ImageFeature(decode=False))
     return dataset
 
 
@@ -268,28 +265,20 @@ def _unwrap_cell(value: Any, what: str) -> Any:
 
 def _open_image_cell(value: Any):
     """The input image exactly as `u2net predict` reads it (EXIF orientation, alpha over white, any mode)."""
-    from ..processing import load_image
-
     return load_image(_unwrap_cell(value, "image"))
 
 
 def _open_cell(value: Any, what: str):
     """A PIL image (mask) from a dataset cell: an undecoded {bytes, path} dict, a path, a PIL image or an array."""
-    from PIL import Image
-
     value = _unwrap_cell(value, what)
     if isinstance(value, (bytes, bytearray)):
         with Image.open(io.BytesIO(value)) as image:
             image.load()
             return image.copy()
     if isinstance(value, (str, os.PathLike)):
-        from ..metrics import load_mask
-
         return load_mask(value)
     if isinstance(value, Image.Image):
         return value
-    import numpy as np
-
     return Image.fromarray(np.asarray(value))
 
 
@@ -302,10 +291,6 @@ def _cell_name(value: Any) -> str | None:
 
 
 def _score_model(args, metrics, per_image: list, unreadable: list, progress) -> dict[str, Any]:
-    from PIL import Image
-
-    from ..metrics import MetricInputError
-
     if args.save_predictions and Path(args.save_predictions).exists() and not Path(args.save_predictions).is_dir():
         raise UsageError(f"--save-predictions {args.save_predictions} exists and is not a folder")
     model, model_name = _load_model(args.model, args.device)  # first: it fails fast, a Hub dataset may be slow
@@ -341,7 +326,7 @@ def _score_model(args, metrics, per_image: list, unreadable: list, progress) -> 
             if batch:
                 predictions = model.predict(
                     [image for _, image, _, _ in batch], normalize=True, batch_size=args.batch_size,
-                    fast=not args.exact, sides=False,
+                    fast=args.fast, sides=False,
                 )
                 for (index, _, mask, name), prediction in zip(batch, predictions):
                     try:
@@ -365,15 +350,13 @@ def _score_model(args, metrics, per_image: list, unreadable: list, progress) -> 
         "image_column": args.image_column,
         "mask_column": args.mask_column,
         "limit": args.limit,
-        "exact": bool(args.exact),
+        "fast": bool(args.fast),
         "unmatched": unmatched,
     }
 
 
 def _to_png_array(probability):
     """The 8-bit map SODMetrics scores for this probability map (so saved PNGs re-score identically)."""
-    from ..metrics import to_uint8
-
     return to_uint8(probability, "prediction")
 
 
@@ -399,11 +382,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from tqdm.auto import tqdm
-
-    from .. import __version__
-    from ..metrics import BETA2, BOUNDARY_RADIUS, SODMetrics, format_table
-
     folder_mode = args.pred_dir is not None or args.gt_dir is not None
     if folder_mode and args.dataset is not None:
         raise UsageError("give either --dataset (score a model) or --pred-dir/--gt-dir (score saved masks), not both")

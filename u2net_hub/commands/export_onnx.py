@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import sys
 
+from ..configs import ConfigError
+from ..export import DEFAULT_OPSET, ExportError, export_onnx
+from ..hub import DEMO_MODEL, CheckpointMismatchError
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -42,11 +46,6 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from .. import DEMO_MODEL
-    from ..configs import ConfigError
-    from ..export import DEFAULT_OPSET, ExportError, export_onnx
-    from ..hub import CheckpointMismatchError
-
     model = args.model or DEMO_MODEL
     output = args.output or "model.onnx"
     if args.model is None:

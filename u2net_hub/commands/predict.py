@@ -14,6 +14,16 @@ import re
 import sys
 from pathlib import Path, PurePath
 
+import torch
+from huggingface_hub import constants
+from tqdm.auto import tqdm
+
+from ..hub import DEMO_MODEL
+from ..inference import predict
+from ..modeling import U2Net
+from ..processing import ImageLoadError, load_image, parse_background, to_mask
+from . import add_fast_path_arguments
+
 #: Extensions picked up when walking folders (files named explicitly are always tried).
 IMAGE_EXTENSIONS = {
     ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".dib", ".webp", ".tif", ".tiff", ".gif",
@@ -44,8 +54,7 @@ def register(subparsers) -> None:
     parser.add_argument("--background", default=None,
                         help="with --format rgba: fill the background with a colour (white, '#00ff00', 0,255,0) or 'blur'")
     parser.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default 8)")
-    parser.add_argument("--exact", action="store_true",
-                        help="run the exact float32 network instead of the fast path (folded BatchNorm, fused conv+ReLU, bf16)")
+    add_fast_path_arguments(parser)
     parser.add_argument("--compile", action="store_true",
                         help="also run the fast path through torch.compile (slow start, faster on long GPU batch jobs)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda when available)")
@@ -138,13 +147,7 @@ def _deduplicate(jobs: list[tuple[Path, PurePath]]) -> list[tuple[Path, PurePath
 
 def _load_model(name: str | None):
     """The model, or an error message (exit status 2)."""
-    from ..modeling import U2Net
-
     if name is None:
-        try:
-            from .. import DEMO_MODEL
-        except ImportError:
-            return None, "this installation has no bundled demo model; pass --model FOLDER_OR_HUB_ID"
         if not Path(DEMO_MODEL).is_dir():
             return None, (
                 f"the bundled demo model is missing (expected the folder {DEMO_MODEL}); "
@@ -160,16 +163,12 @@ def _load_model(name: str | None):
     except Exception as error:  # noqa: BLE001 - the CLI boundary: every failure becomes one clear line
         where = "the local folder" if path.is_dir() else "the Hub repo (no local folder has that name)"
         offline = ""
-        from huggingface_hub import constants
-
         if not path.is_dir() and constants.HF_HUB_OFFLINE:
             offline = " HF_HUB_OFFLINE=1 is set, so only models already in the local cache can be used."
         return None, f"cannot load model {name!r} from {where}: {type(error).__name__}: {str(error).rstrip('. ')}.{offline}"
 
 
 def _parse_background(text: str | None):
-    from ..processing import parse_background
-
     if text is None:
         return None
     match = re.fullmatch(r"\s*(\d+)\s*,\s*(\d+)\s*,\s*(\d+)\s*", text)
@@ -188,8 +187,6 @@ def _outputs(stem: PurePath, output_dir: Path, fmt: str) -> list[Path]:
 
 
 def _write(prediction, targets: list[Path], args, background) -> None:
-    from ..processing import to_mask
-
     targets[0].parent.mkdir(parents=True, exist_ok=True)
     if args.format == "mask":
         mask = prediction.mask if not args.threshold else to_mask(prediction.probability, args.threshold)
@@ -213,18 +210,12 @@ def run(args: argparse.Namespace) -> int:
         return usage(f"--threshold must be between 0 and 1, got {args.threshold}")
     if args.background is not None and args.format != "rgba":
         return usage("--background only applies to --format rgba")
-    if args.compile and args.exact:
-        return usage("--compile compiles the fast path; it cannot be combined with --exact")
+    if args.compile and not args.fast:
+        return usage("--compile compiles the fast path; it cannot be combined with --no-fast")
     try:
         background = _parse_background(args.background)
     except ValueError as error:
         return usage(str(error))
-
-    import torch
-    from tqdm.auto import tqdm
-
-    from ..inference import predict
-    from ..processing import ImageLoadError, load_image
 
     output_dir = Path(args.output_dir)
     jobs, problems = collect_inputs(args.inputs, output_dir)
@@ -272,7 +263,7 @@ def run(args: argparse.Namespace) -> int:
                 try:
                     predictions = predict(
                         model, [image for _, _, image in ready], normalize=args.normalize,
-                        batch_size=len(ready), fast=not args.exact, compile=args.compile, sides=args.format == "sides",
+                        batch_size=len(ready), fast=args.fast, compile=args.compile, sides=args.format == "sides",
                     )
                 except (RuntimeError, ValueError) as error:
                     for source, _, _ in ready:

@@ -23,6 +23,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from .synthetic import make_synthetic_dataset
+
 __all__ = ["load_saliency_dataset", "split_for_validation", "pair_folders", "DatasetLoadError",
            "IMAGE_EXTENSIONS", "MASK_EXTENSIONS"]
 
@@ -250,8 +252,6 @@ def load_saliency_dataset(
     :class:`DatasetLoadError` (a ValueError) naming the columns or splits
     that exist when the requested ones do not.
     """
-    from .synthetic import make_synthetic_dataset
-
     if config_name is not None:
         if dataset_config_name is not None and dataset_config_name != config_name:
             raise DatasetLoadError(

@@ -22,6 +22,7 @@ import torch
 from PIL import Image
 
 from ..configs import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
+from ..processing import image_to_array, load_image
 
 __all__ = ["SaliencyTransform", "collate_fn", "mask_to_pil", "pre_resize", "FLIP_MODES"]
 
@@ -161,8 +162,6 @@ class SaliencyTransform:
 
     def apply(self, image: Any, mask: Any, params: tuple[int, int, bool, bool]) -> tuple[torch.Tensor, torch.Tensor]:
         """Transform one pair with explicit parameters (what `draw` returns)."""
-        from ..processing import image_to_array, load_image
-
         top, left, horizontal, vertical = params
         size = (self.resolution, self.resolution)
         image = load_image(image)
@@ -230,8 +229,6 @@ def pre_resize(dataset: Any, resolution: int, image_column: str = "image", mask_
     second run, or the other ranks of a multi-process run, reuse it.
     """
     from datasets import Image as ImageFeature
-
-    from ..processing import load_image
 
     if not isinstance(resolution, int) or resolution < 1:
         raise ValueError(f"resolution must be a positive integer, got {resolution!r}")
