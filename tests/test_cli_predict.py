@@ -141,3 +141,15 @@ def test_default_model_is_the_bundled_demo(tmp_path):
     else:
         assert done.returncode == 2
         assert "bundled demo model is missing" in done.stderr and "--model" in done.stderr
+
+
+def test_python_dash_m_u2net_hub_is_the_u2net_command(tmp_path):
+    """`python -m u2net_hub` (what `accelerate launch -m u2net_hub` runs) is the same command line."""
+    done = subprocess.run([sys.executable, "-m", "u2net_hub", "--help"], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("usage: u2net ")
+    assert all(command in done.stdout for command in ("predict", "convert", "evaluate", "export-onnx"))
+    bad = subprocess.run([sys.executable, "-m", "u2net_hub", "predict"], capture_output=True, text=True,
+                         cwd=tmp_path, timeout=300)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
