@@ -23,12 +23,24 @@ from pathlib import Path
 
 #: Exit code when everything was trained and saved locally but --push_to_hub could not upload.
 EXIT_PUSH_FAILED = 3
+#: Exit code for bad data (refused before training, or met while training: a checkpoint was saved first).
+EXIT_BAD_DATA = 2
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows defaults, except where there is none (None) or the help already says it."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if action.default is None or action.default is False or "default" in text.lower():
+            return text
+        return super()._get_help_string(action)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Train or fine-tune U²-Net (salient object detection) with Accelerate.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     model = parser.add_argument_group("model")
     model.add_argument("--variant", choices=["full", "tiny"], default=None,
@@ -60,6 +72,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                       help="seed of the held-out synthetic set (must differ from --synthetic_seed)")
     data.add_argument("--synthetic_validation_num_images", type=int, default=64)
     data.add_argument("--cache_dir", default=None)
+    data.add_argument("--data_check", choices=["full", "headers", "none"], default="full",
+                      help="before training, open every image and mask: 'full' also decodes cheaply (JPEG at 1/8 "
+                           "scale, PNG checksums), 'headers' reads formats and sizes only")
+    data.add_argument("--skip_bad_samples", action="store_true",
+                      help="leave unreadable samples out (and list them) instead of refusing to train")
+    data.add_argument("--strict", action="store_true",
+                      help="treat a mask whose size differs from its image's as a bad sample (default: a warning; "
+                           "the mask is resized onto the image)")
 
     recipe = parser.add_argument_group("recipe (the paper's defaults)")
     recipe.add_argument("--resolution", type=int, default=320, help="images and masks are resized to this square")
@@ -210,6 +230,75 @@ def build_datasets(args, logger):
     return train, validation, info
 
 
+def check_data(args, accelerator, train, validation, info: dict):
+    """Check every image and mask before the first step (see u2net_hub.data.check_saliency_dataset).
+
+    Refuses (exit 2) with one message naming every unreadable file, or with
+    --skip_bad_samples leaves them out and says which; masks of another size
+    than their image are named as a warning (bad samples with --strict).
+    The built-in synthetic scenes are not checked: this package drew them.
+    """
+    from u2net_hub.data import check_saliency_dataset
+    from u2net_hub.data.integrity import describe_problems
+
+    if args.data_check == "none" or not (args.dataset_name or args.train_data_dir):
+        return train, validation
+    reports = {}
+    for name, dataset in (("training", train), ("validation", validation)):
+        if dataset is None or len(dataset) == 0:
+            continue
+        report = None
+        if accelerator.is_main_process:
+            report = check_saliency_dataset(dataset, full=args.data_check == "full", progress=True,
+                                            description=f"checking the {name} data")
+        if accelerator.num_processes > 1:
+            from accelerate.utils import broadcast_object_list
+
+            payload = [report]
+            broadcast_object_list(payload, from_process=0)
+            report = payload[0]
+        reports[name] = report
+    unusable = {name: r.unusable(args.strict) for name, r in reports.items()}
+    if accelerator.is_main_process:
+        for name, report in reports.items():
+            if report.size_mismatches and not args.strict:
+                print(describe_problems(
+                    report.size_mismatches, f"warning: {len(report.size_mismatches)} {name} mask(s) have another "
+                    "size than their image (each is resized onto its image; --strict refuses such pairs)"),
+                    file=sys.stderr, flush=True)
+    if not any(unusable.values()):
+        return train, validation
+    if not args.skip_bad_samples:
+        if accelerator.is_main_process:
+            parts = [describe_problems(problems, f"error: {len(problems)} of {reports[name].num_samples} {name} "
+                                                 "samples cannot be used")
+                     for name, problems in unusable.items() if problems]
+            print("\n".join(parts) + "\nNothing was trained. Fix or remove these files, or pass --skip_bad_samples "
+                  "to train without them.", file=sys.stderr, flush=True)
+        raise SystemExit(EXIT_BAD_DATA)
+    checked = {}
+    for name, problems in unusable.items():
+        if not problems:
+            continue
+        if accelerator.is_main_process:
+            print(describe_problems(problems, f"warning: --skip_bad_samples: leaving out {len(problems)} of "
+                                              f"{reports[name].num_samples} {name} samples"),
+                  file=sys.stderr, flush=True)
+        kept = reports[name].usable_indices(args.strict)
+        if not kept:
+            raise SystemExit(f"error: no {name} sample is usable")
+        if name == "training":
+            train = train.select(kept)
+            info["dataset"] += f", {len(problems)} unreadable sample(s) left out"
+        else:
+            validation = validation.select(kept)
+            info["validation"] = info.get("validation", "validation") + \
+                f", {len(problems)} unreadable sample(s) left out"
+        checked[name] = [str(p) for p in problems]
+    info["data_check"] = {"skipped": checked}
+    return train, validation
+
+
 def _parse_holdout(value: str | None) -> float | int | None:
     """A fraction or a count of training samples to hold out; None for a split name."""
     if value is None:
@@ -272,7 +361,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from u2net_hub import training as T
     from u2net_hub.acceleration import reuse_freed_memory
-    from u2net_hub.data import SaliencyTransform, collate_fn
+    from u2net_hub.data import BadSampleError, SaliencyTransform, TrainingSamples, collate_samples
+    from u2net_hub.data.integrity import bad_sample_message
     from u2net_hub.metrics import SODMetrics
 
     reuse_freed_memory(every_size=True)  # activations are the same sizes every step: keep them mapped
@@ -323,6 +413,7 @@ def main(argv: list[str] | None = None) -> int:
                     eval_dataset = pre_resize(eval_dataset, args.resolution)
     except (DatasetLoadError, ValueError) as error:
         raise SystemExit(f"error: {error}") from None
+    train_dataset, eval_dataset = check_data(args, accelerator, train_dataset, eval_dataset, data_info)
     model, origin = build_model(args, logger)
     set_seed(args.seed, device_specific=True)
     pre = model.preprocessing
@@ -333,17 +424,21 @@ def main(argv: list[str] | None = None) -> int:
     eval_transform = SaliencyTransform(
         resolution=args.resolution, crop_size=None, train=False, mean=pre.mean, std=pre.std, divide_by_max=pre.divide_by_max,
     )
-    train_sampler = T.EpochShuffleSampler(len(train_dataset), seed=args.seed)
+    # Each sample's crop and flip come from (seed, epoch, index): the same whichever process or worker reads
+    # it and whatever was read before, so a resumed run draws exactly what an uninterrupted one would.
+    train_sampler = T.EpochShuffleSampler(len(train_dataset), seed=args.seed, keyed=True)
     train_dataloader = torch.utils.data.DataLoader(
-        train_dataset.with_transform(train_transform), batch_size=args.train_batch_size, sampler=train_sampler,
-        collate_fn=collate_fn, num_workers=args.dataloader_num_workers,
+        TrainingSamples(train_dataset, train_transform, seed=args.seed, skip_bad=args.skip_bad_samples),
+        batch_size=args.train_batch_size, sampler=train_sampler,
+        collate_fn=collate_samples, num_workers=args.dataloader_num_workers,
         persistent_workers=args.dataloader_num_workers > 0, pin_memory=torch.cuda.is_available(),
     )
     eval_dataloader = None
     if eval_dataset is not None and len(eval_dataset) > 0:
         eval_dataloader = torch.utils.data.DataLoader(
-            eval_dataset.with_transform(eval_transform), batch_size=args.eval_batch_size, shuffle=False,
-            collate_fn=collate_fn, num_workers=args.dataloader_num_workers,
+            TrainingSamples(eval_dataset, eval_transform, seed=args.seed, skip_bad=args.skip_bad_samples),
+            batch_size=args.eval_batch_size, shuffle=False,
+            collate_fn=collate_samples, num_workers=args.dataloader_num_workers,
             persistent_workers=args.dataloader_num_workers > 0,
         )
 
@@ -420,6 +515,14 @@ def main(argv: list[str] | None = None) -> int:
                           f"skipping {skip_batches} batches)")
 
     log = T.JsonlLog(output_dir / T.TRAIN_LOG_NAME, enabled=accelerator.is_main_process)
+    if resume_path is not None and accelerator.is_main_process:
+        # Steps logged after this checkpoint (a kill between two saves) are trained again: one curve in the log.
+        moved = T.supersede_log_after(log.path, global_step)
+        if moved:
+            accelerator.print(f"moved {moved} log records of steps after {global_step} (trained again now) to "
+                              f"{T.SUPERSEDED_LOG_NAME}")
+    if data_info.get("data_check"):
+        log.write({"event": "data_check", **data_info["data_check"]})
     log.write({"event": "start", "world_size": world, "global_step": global_step, "max_train_steps": max_train_steps,
                "mixed_precision": accelerator.mixed_precision, "resumed_from": str(resume_path) if resume_path else None,
                "device": str(accelerator.device), "time": time.time()})
@@ -461,78 +564,97 @@ def main(argv: list[str] | None = None) -> int:
     step_started = time.perf_counter()
     epoch = first_epoch
 
-    for epoch in range(first_epoch, num_epochs):
-        if global_step >= max_train_steps:
-            break
-        train_sampler.set_epoch(epoch)
-        train_dataloader.set_epoch(epoch)
-        loader = train_dataloader
-        if epoch == first_epoch and skip_batches:
-            loader = accelerator.skip_first_batches(train_dataloader, skip_batches)
-            loader.set_epoch(epoch)
-        for batch in loader:
-            loss, dtype = T.training_step(
-                accelerator, model, batch, optimizer, lr_scheduler,
-                max_grad_norm=args.max_grad_norm, channels_last=args.channels_last, autocast=autocast,
-            )
-            if forward_dtype is None:
-                forward_dtype = dtype
-                accelerator.print(f"forward pass dtype: {dtype}")
-            samples_this_process += batch["pixel_values"].shape[0]
-            step_losses.append(loss)
-            step_foreground.append(batch["labels"].detach().float().mean())
-            if not accelerator.sync_gradients:
-                continue
-            # -- one optimizer step done
-            global_step += 1
-            local_updates += 1
-            now = time.perf_counter()
-            train_seconds += now - step_started
-            step_loss, foreground = accelerator.reduce(
-                torch.stack([torch.stack(step_losses).mean(), torch.stack(step_foreground).mean()]), reduction="mean"
-            ).tolist()
-            step_losses, step_foreground = [], []
-            if first_loss is None:
-                first_loss = step_loss
-            throughput.update(total_batch_size)
-            # mask_fraction (the batch's share of foreground pixels) also fingerprints which samples were used.
-            record = {"step": global_step, "epoch": epoch, "loss": step_loss, "lr": lr_scheduler.get_last_lr()[0],
-                      "mask_fraction": foreground}
-            if throughput.value is not None:
-                record["images_per_s"] = throughput.value
-            accelerator.log(record, step=global_step)
-            log.write({"event": "train", **record})
-            postfix = {"loss": f"{step_loss:.4f}"}
-            if throughput.value is not None:
-                postfix["img/s"] = f"{throughput.value:.1f}"
-            if last_metrics:
-                postfix["maxF"] = f"{last_metrics['maxF']:.3f}"
-            progress.set_postfix(postfix, refresh=False)
-            progress.update(1)
-
-            if global_step % args.validation_steps == 0 and global_step < max_train_steps:
-                last_metrics = run_validation(global_step) or last_metrics
-                throughput.reset_clock()
-            if global_step % args.checkpointing_steps == 0 and global_step < max_train_steps:
-                path = T.save_checkpoint(accelerator, output_dir, global_step, trainer_state(epoch),
-                                         args.checkpoints_total_limit)
-                last_checkpoint_step = global_step
-                log.write({"event": "checkpoint", "step": global_step, "path": str(path)})
-                throughput.reset_clock()
-            step_started = time.perf_counter()
+    try:
+        for epoch in range(first_epoch, num_epochs):
             if global_step >= max_train_steps:
                 break
-    progress.close()
+            train_sampler.set_epoch(epoch)
+            train_dataloader.set_epoch(epoch)
+            loader = train_dataloader
+            if epoch == first_epoch and skip_batches:
+                loader = accelerator.skip_first_batches(train_dataloader, skip_batches)
+                loader.set_epoch(epoch)
+            for batch in loader:
+                loss, dtype = T.training_step(
+                    accelerator, model, batch, optimizer, lr_scheduler,
+                    max_grad_norm=args.max_grad_norm, channels_last=args.channels_last, autocast=autocast,
+                )
+                if forward_dtype is None:
+                    forward_dtype = dtype
+                    accelerator.print(f"forward pass dtype: {dtype}")
+                samples_this_process += batch["pixel_values"].shape[0]
+                step_losses.append(loss)
+                step_foreground.append(batch["labels"].detach().float().mean())
+                if not accelerator.sync_gradients:
+                    continue
+                # -- one optimizer step done
+                global_step += 1
+                local_updates += 1
+                now = time.perf_counter()
+                train_seconds += now - step_started
+                step_loss, foreground = accelerator.reduce(
+                    torch.stack([torch.stack(step_losses).mean(), torch.stack(step_foreground).mean()]), reduction="mean"
+                ).tolist()
+                step_losses, step_foreground = [], []
+                if first_loss is None:
+                    first_loss = step_loss
+                throughput.update(total_batch_size)
+                # mask_fraction (the batch's share of foreground pixels) also fingerprints which samples were used.
+                record = {"step": global_step, "epoch": epoch, "loss": step_loss, "lr": lr_scheduler.get_last_lr()[0],
+                          "mask_fraction": foreground}
+                if throughput.value is not None:
+                    record["images_per_s"] = throughput.value
+                accelerator.log(record, step=global_step)
+                log.write({"event": "train", **record})
+                postfix = {"loss": f"{step_loss:.4f}"}
+                if throughput.value is not None:
+                    postfix["img/s"] = f"{throughput.value:.1f}"
+                if last_metrics:
+                    postfix["maxF"] = f"{last_metrics['maxF']:.3f}"
+                progress.set_postfix(postfix, refresh=False)
+                progress.update(1)
 
-    print(f"rank {accelerator.process_index}/{world}: {local_updates} optimizer steps on "
-          f"{samples_this_process} samples this run", flush=True)
+                if global_step % args.validation_steps == 0 and global_step < max_train_steps:
+                    last_metrics = run_validation(global_step) or last_metrics
+                    throughput.reset_clock()
+                if global_step % args.checkpointing_steps == 0 and global_step < max_train_steps:
+                    path = T.save_checkpoint(accelerator, output_dir, global_step, trainer_state(epoch),
+                                             args.checkpoints_total_limit)
+                    last_checkpoint_step = global_step
+                    log.write({"event": "checkpoint", "step": global_step, "path": str(path)})
+                    throughput.reset_clock()
+                step_started = time.perf_counter()
+                if global_step >= max_train_steps:
+                    break
+        progress.close()
 
-    # -- the end: last checkpoint, final validation, the model folder
-    if last_checkpoint_step != global_step:
-        T.save_checkpoint(accelerator, output_dir, global_step, trainer_state(epoch),
-                          args.checkpoints_total_limit)
-        log.write({"event": "checkpoint", "step": global_step})
-    final_metrics = run_validation(global_step)
+        print(f"rank {accelerator.process_index}/{world}: {local_updates} optimizer steps on "
+              f"{samples_this_process} samples this run", flush=True)
+
+        # -- the end: last checkpoint, final validation, the model folder
+        if last_checkpoint_step != global_step:
+            T.save_checkpoint(accelerator, output_dir, global_step, trainer_state(epoch),
+                              args.checkpoints_total_limit)
+            last_checkpoint_step = global_step
+            log.write({"event": "checkpoint", "step": global_step})
+        final_metrics = run_validation(global_step)
+    except BadSampleError as error:
+        # A file that passed the check (or was not checked) failed to decode: keep the steps done so far.
+        progress.close()
+        message = bad_sample_message(error)
+        kept = ""
+        if world == 1 and global_step > 0 and last_checkpoint_step != global_step:
+            path = T.save_checkpoint(accelerator, output_dir, global_step, trainer_state(epoch),
+                                     args.checkpoints_total_limit)
+            log.write({"event": "checkpoint", "step": global_step, "path": str(path)})
+            kept = f" Saved {path.name} first."
+        elif last_checkpoint_step is not None:
+            kept = f" The last checkpoint is checkpoint-{last_checkpoint_step}."
+        log.write({"event": "bad_sample", "step": global_step, "error": message})
+        print(f"error: a sample could not be read at step {global_step}: {message}.{kept} Fix or remove the file "
+              "(or pass --skip_bad_samples), then continue with --resume_from_checkpoint latest.",
+              file=sys.stderr, flush=True)
+        return EXIT_BAD_DATA
     if not final_metrics:
         final_metrics = last_metrics
 

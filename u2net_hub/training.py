@@ -27,6 +27,8 @@ CHECKPOINT_PREFIX = "checkpoint-"
 #: Written last into a checkpoint folder; a folder without it is not a checkpoint.
 TRAINER_STATE_NAME = "trainer_state.json"
 TRAIN_LOG_NAME = "train_log.jsonl"
+#: Where `supersede_log_after` moves the log lines of steps a resumed run does again.
+SUPERSEDED_LOG_NAME = "train_log.superseded.jsonl"
 _CHECKPOINT_RE = re.compile(rf"^{CHECKPOINT_PREFIX}(\d+)$")
 _TEMP_RE = re.compile(rf"^\.{CHECKPOINT_PREFIX}(\d+)\.(tmp|old)$")
 
@@ -103,13 +105,17 @@ class EpochShuffleSampler(torch.utils.data.Sampler[int]):
 
     Every process draws the same permutation (Accelerate then shards it), and a
     resumed run can rebuild the interrupted epoch's order and skip what was seen.
+    With ``keyed=True`` it yields ``(epoch, index)`` keys, so that
+    :class:`u2net_hub.data.TrainingSamples` can draw each sample's augmentation
+    from (seed, epoch, index) inside whichever DataLoader worker reads it.
     """
 
-    def __init__(self, num_samples: int, seed: int = 0):
+    def __init__(self, num_samples: int, seed: int = 0, keyed: bool = False):
         if num_samples < 1:
             raise ValueError("the training set is empty")
         self.num_samples = num_samples
         self.seed = int(seed)
+        self.keyed = bool(keyed)
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -117,7 +123,10 @@ class EpochShuffleSampler(torch.utils.data.Sampler[int]):
 
     def __iter__(self) -> Iterator[int]:
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        return iter(torch.randperm(self.num_samples, generator=generator).tolist())
+        order = torch.randperm(self.num_samples, generator=generator).tolist()
+        if self.keyed:
+            return iter([(self.epoch, index) for index in order])
+        return iter(order)
 
     def __len__(self) -> int:
         return self.num_samples
@@ -341,8 +350,54 @@ class JsonlLog:
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """Every record of a JSONL log; a line cut short by a kill (the last one) is left out."""
+    records = []
     with open(path, encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
+        for line in handle:
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                continue
+    return records
+
+
+def _record_step(record: dict[str, Any]) -> int | None:
+    value = record.get("step", record.get("global_step"))
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def supersede_log_after(path: str | os.PathLike, step: int) -> int:
+    """Move the records of steps after `step` from the log at `path` to ``train_log.superseded.jsonl`` beside it.
+
+    Why: a run killed between two checkpoints logged steps that the resumed run
+    trains again; without this the log holds two curves over those steps.
+    Lines cut short by the kill are dropped. Returns how many records moved.
+
+    Args:
+        path: the train_log.jsonl of the run.
+        step: the step of the checkpoint the run resumes from.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return 0
+    records = read_jsonl(path)
+    keep = [r for r in records if (_record_step(r) or 0) <= step]
+    moved = [r for r in records if (_record_step(r) or 0) > step]
+    if not moved and len(keep) == sum(1 for line in path.read_text(encoding="utf-8").splitlines() if line.strip()):
+        return 0
+    if moved:
+        with open(path.with_name(SUPERSEDED_LOG_NAME), "a", encoding="utf-8") as handle:
+            for record in moved:
+                handle.write(json.dumps(dict(record, superseded_by_resume_from=step), sort_keys=True) + "\n")
+    temporary = path.with_name(path.name + ".tmp")
+    with open(temporary, "w", encoding="utf-8") as handle:
+        handle.writelines(json.dumps(r, sort_keys=True) + "\n" for r in keep)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+    return len(moved)
 
 
 # ----------------------------------------------------------------- validation

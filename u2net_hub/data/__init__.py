@@ -1,5 +1,8 @@
 """Data for training and evaluation: synthetic scenes, dataset loading, paired image/mask transforms."""
 
+from .integrity import (
+    BadSampleError, DataCheck, SampleProblem, TrainingSamples, check_saliency_dataset, collate_samples,
+)
 from .loading import DatasetLoadError, load_saliency_dataset, pair_folders, split_for_validation
 from .synthetic import make_synthetic_dataset, render_synthetic_sample
 from .transforms import SaliencyTransform, collate_fn, mask_to_pil, pre_resize
@@ -8,4 +11,5 @@ __all__ = [
     "make_synthetic_dataset", "render_synthetic_sample",
     "load_saliency_dataset", "split_for_validation", "pair_folders", "DatasetLoadError",
     "SaliencyTransform", "collate_fn", "mask_to_pil", "pre_resize",
+    "check_saliency_dataset", "DataCheck", "SampleProblem", "BadSampleError", "TrainingSamples", "collate_samples",
 ]

@@ -144,18 +144,25 @@ class SaliencyTransform:
             self._generator, self._generator_worker = generator, worker
         return self._generator
 
-    def _randint(self, high: int) -> int:
+    def _randint(self, high: int, generator: torch.Generator | None = None) -> int:
         """Uniform integer in [0, high)."""
-        return int(torch.randint(high, (1,), generator=self._rng()).item()) if high > 1 else 0
+        if high <= 1:
+            return 0
+        return int(torch.randint(high, (1,), generator=generator or self._rng()).item())
 
-    def draw(self) -> tuple[int, int, bool, bool]:
-        """The next random (top, left, flip left-right, flip top-bottom); all zero/False when not training."""
+    def draw(self, generator: torch.Generator | None = None) -> tuple[int, int, bool, bool]:
+        """The next random (top, left, flip left-right, flip top-bottom); all zero/False when not training.
+
+        Args:
+            generator: draw from this generator (e.g. one per sample, see
+                :func:`u2net_hub.data.integrity.sample_generator`) instead of the transform's own stream.
+        """
         if not self.train:
             return 0, 0, False, False
         span = self.resolution - self.crop_size + 1
-        top, left = self._randint(span), self._randint(span)
-        horizontal = self.flip in ("horizontal", "both") and self._randint(2) == 1
-        vertical = self.flip in ("vertical", "both") and self._randint(2) == 1
+        top, left = self._randint(span, generator), self._randint(span, generator)
+        horizontal = self.flip in ("horizontal", "both") and self._randint(2, generator) == 1
+        vertical = self.flip in ("vertical", "both") and self._randint(2, generator) == 1
         return top, left, horizontal, vertical
 
     # -- the transform -----------------------------------------------------------------------------
