@@ -75,3 +75,104 @@ def test_resume_is_bit_exact_with_default_crop_and_flip_and_the_log_has_one_curv
     # The dropped lines are kept aside, not lost.
     superseded = T.read_jsonl(resumed / T.SUPERSEDED_LOG_NAME)
     assert [r["step"] for r in superseded if r.get("event") == "train"] == [7, 8]
+
+
+# ------------------------------------------------------------------------------- imperfect data
+
+
+def _scene(rng, size: int = 48) -> tuple[Image.Image, Image.Image]:
+    image = Image.fromarray(rng.integers(0, 120, (size, size, 3), dtype=np.uint8), "RGB")
+    mask = Image.new("L", (size, size), 0)
+    r = int(rng.integers(size // 6, size // 3))
+    cx, cy = (int(v) for v in rng.integers(r, size - r, 2))
+    ImageDraw.Draw(image).ellipse((cx - r, cy - r, cx + r, cy + r), fill=(230, 200, 90))
+    ImageDraw.Draw(mask).ellipse((cx - r, cy - r, cx + r, cy + r), fill=255)
+    return image, mask
+
+
+def _pairs(images: Path, masks: Path, count: int, seed: int = 0) -> None:
+    images.mkdir(parents=True)
+    masks.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    for i in range(count):
+        image, mask = _scene(rng)
+        image.save(images / f"good_{i}.jpg", quality=90)
+        mask.save(masks / f"good_{i}.png")
+
+
+def _truncated_jpeg(images: Path, masks: Path, stem: str = "truncated") -> None:
+    image, mask = _scene(np.random.default_rng(7))
+    image.save(images / f"{stem}.jpg", quality=95)
+    data = (images / f"{stem}.jpg").read_bytes()
+    (images / f"{stem}.jpg").write_bytes(data[: len(data) // 2])  # the header survives, the scan does not
+    mask.save(masks / f"{stem}.png")
+
+
+@pytest.fixture()
+def imperfect_folder(tmp_path) -> Path:
+    """6 good pairs, a truncated JPEG, a text file named .jpg and a mask of the wrong size."""
+    root = tmp_path / "data"
+    _pairs(root / "images", root / "masks", 6)
+    _truncated_jpeg(root / "images", root / "masks")
+    (root / "images" / "notes.jpg").write_text("this is not a photo\n")
+    Image.new("L", (48, 48), 255).save(root / "masks" / "notes.png")
+    image, mask = _scene(np.random.default_rng(9))
+    image.save(root / "images" / "small_mask.jpg")
+    mask.resize((32, 32)).save(root / "masks" / "small_mask.png")
+    return root
+
+
+def test_bad_files_are_all_named_before_training_and_nothing_starts(imperfect_folder, tmp_path):
+    out = tmp_path / "out"
+    result = _train(["--train_data_dir", str(imperfect_folder), "--output_dir", str(out), "--max_train_steps", "2",
+                     "--train_batch_size", "2", "--validation_split", "none"], launcher=False)
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output[-3000:]
+    assert "Traceback" not in output
+    assert "error: 2 of 9 training samples cannot be used" in output
+    assert "truncated.jpg: cannot decode (image file is truncated" in output
+    assert "notes.jpg: not an image file" in output
+    # The size mismatch is named in the same go, as a warning (an error with --strict).
+    assert "warning: 1 training mask(s) have another size than their image" in output
+    assert "small_mask.png: 32x32 mask for the 48x48 image" in output
+    assert "--skip_bad_samples" in output
+    assert not T.list_checkpoints(out) and not (out / "model.safetensors").exists()
+
+
+def test_skip_bad_samples_with_strict_trains_on_the_rest_and_says_which(imperfect_folder, tmp_path):
+    out = tmp_path / "out"
+    output = _ok(_train(["--train_data_dir", str(imperfect_folder), "--output_dir", str(out), "--max_train_steps",
+                         "3", "--train_batch_size", "2", "--validation_split", "none", "--skip_bad_samples",
+                         "--strict"]))
+    assert "leaving out 3 of 9 training samples" in output
+    for name in ("truncated.jpg", "notes.jpg", "small_mask.png"):
+        assert name in output
+    assert "6 training images" in output
+    (check,) = [r for r in T.read_jsonl(out / T.TRAIN_LOG_NAME) if r.get("event") == "data_check"]
+    assert len(check["skipped"]["training"]) == 3
+    assert [r["step"] for r in T.read_jsonl(out / T.TRAIN_LOG_NAME) if r.get("event") == "train"] == [1, 2, 3]
+    assert "3 unreadable sample(s) left out" in (out / "README.md").read_text()
+
+
+def test_a_file_that_fails_while_training_saves_a_checkpoint_first(tmp_path):
+    """Headers-only check: a truncated JPEG in the validation split gets through and fails at the first
+    validation; the steps trained so far are saved, and the run continues from them."""
+    root = tmp_path / "data"
+    _pairs(root / "train-images", root / "train-masks", 6)
+    _pairs(root / "test-images", root / "test-masks", 2, seed=1)
+    _truncated_jpeg(root / "test-images", root / "test-masks", "broken_photo")
+    out = tmp_path / "out"
+    common = ["--train_data_dir", str(root), "--output_dir", str(out), "--train_batch_size", "2",
+              "--validation_split", "test", "--validation_steps", "2", "--data_check", "headers"]
+    result = _train(common + ["--max_train_steps", "4"], launcher=False)
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output[-3000:]
+    assert "Traceback" not in output
+    assert "a sample could not be read at step 2" in output and "broken_photo.jpg" in output
+    assert "Saved checkpoint-2 first" in output
+    assert [T.checkpoint_step(p) for p in T.list_checkpoints(out)] == [2]
+    output = _ok(_train(common + ["--max_train_steps", "4", "--resume_from_checkpoint", "latest",
+                                  "--skip_bad_samples"]))
+    assert "at step 2" in output and "skipped" in output and "broken_photo.jpg" in output
+    validations = [r for r in T.read_jsonl(out / T.TRAIN_LOG_NAME) if r.get("event") == "validation"]
+    assert validations and validations[-1]["num_images"] == 2 and validations[-1]["step"] == 4

@@ -148,7 +148,8 @@ def _probe(cell: Any, full: bool) -> tuple[int, int]:
                     image.draft(image.mode, (max(1, width // 8), max(1, height // 8)))
                     image.load()
                 elif image.format == "PNG":
-                    image.verify()  # every chunk's CRC, up to IEND: catches truncation and corruption
+                    with _open(source) as fresh:  # verify must come right after open
+                        fresh.verify()  # every chunk's CRC, up to IEND: catches truncation and corruption
                 else:
                     image.load()
     if orientation in (5, 6, 7, 8):  # rotated by 90 degrees when shown (and when loaded for training)
