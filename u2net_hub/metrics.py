@@ -178,6 +178,23 @@ def normalize_prediction(pred_u8: np.ndarray) -> np.ndarray:
     return pred
 
 
+def prediction_from_image(image: Image.Image) -> tuple[Image.Image, bool]:
+    """The map to score in a saved prediction image: its alpha channel when it has a varying one
+    (an RGBA cutout, as `u2net predict --format rgba` and rembg write), else the image itself.
+
+    Why: the RGB of a cutout is the photo, not the prediction; scoring its brightness gives nonsense.
+
+    Returns:
+        (the map, whether it came from the alpha channel).
+    """
+    mode = image.mode
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in image.info):
+        alpha = image.convert("RGBA").getchannel("A") if mode in ("P", "PA") else image.getchannel("A")
+        if alpha.getextrema()[0] < 255:
+            return alpha, True
+    return image, False
+
+
 def load_mask(path) -> Image.Image:
     """Open a mask or saved prediction file (fully decoded, so a truncated file fails here)."""
     with Image.open(path) as image:

@@ -35,7 +35,9 @@ from tqdm.auto import tqdm
 
 from ..data import DatasetLoadError, load_saliency_dataset
 from ..hub import DEMO_MODEL, __version__
-from ..metrics import BETA2, BOUNDARY_RADIUS, MetricInputError, SODMetrics, format_table, load_mask, to_uint8
+from ..metrics import (
+    BETA2, BOUNDARY_RADIUS, MetricInputError, SODMetrics, format_table, load_mask, prediction_from_image, to_uint8,
+)
 from ..modeling import U2Net
 from ..processing import load_image
 from . import add_fast_path_arguments
@@ -84,13 +86,16 @@ def register(subparsers) -> None:
     model.add_argument("--save-predictions", metavar="DIR", default=None,
                        help="also write each predicted map as an 8-bit PNG to DIR (re-scorable with --pred-dir)")
     saved = parser.add_argument_group("saved predictions")
-    saved.add_argument("--pred-dir", default=None, help="folder of prediction images (searched recursively)")
+    saved.add_argument("--pred-dir", default=None,
+                       help="folder of prediction images (searched recursively); of an RGBA cutout, the alpha "
+                            "channel is scored")
     saved.add_argument("--gt-dir", default=None, help="folder of ground-truth masks (searched recursively)")
     out = parser.add_argument_group("output")
     out.add_argument("--output", "-o", default=None, help="write the metrics and metadata to this JSON file")
     out.add_argument("--per-image", action="store_true", help="include every image's scores in the JSON output")
     out.add_argument("--strict", action="store_true",
-                     help="exit with status 1 when any item was unmatched or unreadable (still prints the metrics)")
+                     help="exit with status 1 when any item was unmatched or unreadable, or a mask's size differs "
+                          "from its image's (still prints the metrics)")
     out.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.set_defaults(run=run)
 
@@ -170,6 +175,7 @@ def _score_folders(args, metrics, per_image: list, unreadable: list, progress) -
             f"no prediction in {pred_dir} ({counts[0]} image files) matches a ground-truth file in {gt_dir} "
             f"({counts[1]} image files) by name"
         )
+    alpha_predictions = 0
     for key, pred_path, gt_path in progress(pairs, desc="evaluate", unit="image"):
         images = []
         for path in (pred_path, gt_path):
@@ -180,6 +186,8 @@ def _score_folders(args, metrics, per_image: list, unreadable: list, progress) -
                 break
         if len(images) < 2:
             continue
+        images[0], from_alpha = prediction_from_image(images[0])
+        alpha_predictions += from_alpha
         try:
             scores = metrics.update(images[0], images[1], key=key)
         except MetricInputError as error:
@@ -187,8 +195,12 @@ def _score_folders(args, metrics, per_image: list, unreadable: list, progress) -
             continue
         if scores is not None:
             per_image.append({"item": key, **scores})
+    if alpha_predictions:
+        print(f"note: {alpha_predictions} of {len(pairs)} predictions are transparent cutouts (RGBA): their alpha "
+              "channel was scored, not their colours", file=sys.stderr)
     return {
         "mode": "pred-dir",
+        "alpha_predictions": alpha_predictions,
         "pred_dir": str(pred_dir),
         "gt_dir": str(gt_dir),
         "pairs": len(pairs),
@@ -282,6 +294,15 @@ def _open_cell(value: Any, what: str):
     return Image.fromarray(np.asarray(value))
 
 
+def _cell_label(value: Any, index: int) -> str:
+    """The file of a dataset cell when it has one, else its row."""
+    if isinstance(value, dict) and value.get("path"):
+        return str(value["path"])
+    if isinstance(value, (str, os.PathLike)):
+        return str(value)
+    return f"row {index}"
+
+
 def _cell_name(value: Any) -> str | None:
     if isinstance(value, dict) and value.get("path"):
         return Path(value["path"]).stem
@@ -306,6 +327,7 @@ def _score_model(args, metrics, per_image: list, unreadable: list, progress) -> 
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
     used_names: set[str] = set()
+    size_mismatches: list[dict] = []
     bar = progress(total=len(dataset), desc="evaluate", unit="image")
     try:
         for start in range(0, len(dataset), args.batch_size):
@@ -322,6 +344,12 @@ def _score_model(args, metrics, per_image: list, unreadable: list, progress) -> 
                 except Exception as error:  # noqa: BLE001 - an undecodable row is reported, not fatal
                     unreadable.append({"item": f"row {index}", "error": f"{type(error).__name__}: {error}"})
                     continue
+                if mask.size != image.size:
+                    size_mismatches.append({
+                        "item": _cell_label(mask_cell, index),
+                        "reason": f"{mask.size[0]}x{mask.size[1]} mask for the {image.size[0]}x{image.size[1]} "
+                                  f"image {_cell_label(image_cell, index)} (the prediction is resized onto the mask)",
+                    })
                 batch.append((index, image, mask, _cell_name(image_cell)))
             if batch:
                 predictions = model.predict(
@@ -352,6 +380,7 @@ def _score_model(args, metrics, per_image: list, unreadable: list, progress) -> 
         "limit": args.limit,
         "fast": bool(args.fast),
         "unmatched": unmatched,
+        "size_mismatches": size_mismatches,
     }
 
 
@@ -407,6 +436,8 @@ def _run(args: argparse.Namespace) -> int:
 
     _warn_list("items without a partner (skipped)", meta["unmatched"], "reason")
     _warn_list("unreadable items (skipped)", unreadable, "error")
+    _warn_list("masks of another size than their image (--strict: exit status 1)", meta.get("size_mismatches", []),
+               "reason")
     if len(metrics) == 0:
         raise UsageError("no pair could be scored (every matched item was unreadable; see the warnings above)")
     results = metrics.compute()
@@ -427,6 +458,6 @@ def _run(args: argparse.Namespace) -> int:
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(json.dumps(document, indent=2) + "\n")
         print(f"wrote {output}", file=sys.stderr)
-    if args.strict and (meta["unmatched"] or unreadable):
+    if args.strict and (meta["unmatched"] or unreadable or meta.get("size_mismatches")):
         return 1
     return 0

@@ -100,8 +100,19 @@ def pair_folders(image_dir: str | Path, mask_dir: str | Path) -> tuple[list[tupl
     return pairs, problems
 
 
+def _known_split(split: str | None) -> bool:
+    """None, or one of the usual names of train/test/validation (what a folder without split names accepts)."""
+    return split is None or any(str(split).lower() in names for names in _SPLIT_ALIASES.values())
+
+
 def _choose_pair(root: Path, pairs: list[tuple[Path, Path]], split: str | None) -> tuple[Path, Path]:
     if len(pairs) == 1:
+        if not _known_split(split):
+            image_dir, mask_dir = pairs[0]
+            raise DatasetLoadError(
+                f"{root} has no split {split!r}: it holds one image/mask folder pair ({image_dir.name} + "
+                f"{mask_dir.name}), loaded for any of the splits {', '.join(_SPLIT_ALIASES)} (or none)"
+            )
         return pairs[0]
     names = ", ".join(f"{i.name} + {m.name}" for i, m in pairs)
     aliases = _SPLIT_ALIASES.get(str(split).lower(), (str(split).lower(),))
@@ -147,6 +158,13 @@ def _pick_split(loaded: Any, split: str | None, where: str):
     from datasets import DatasetDict
 
     if not isinstance(loaded, DatasetDict):
+        own = getattr(loaded, "split", None)
+        if not _known_split(split) and (own is None or str(own) != split):
+            raise DatasetLoadError(
+                f"{where} has no split {split!r}; it is a single dataset"
+                + (f" (split {str(own)!r})" if own is not None else "")
+                + f", loaded for any of the splits {', '.join(_SPLIT_ALIASES)} (or none)"
+            )
         return loaded
     if split is None:
         if len(loaded) == 1:

@@ -1,0 +1,104 @@
+"""The rough edges a new user hits on the command line and in the library (issue 11, items 2 and 5-15).
+
+CLI checks run the real `u2net` entry point in a subprocess (exit codes, stderr, no traceback)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from u2net_hub import U2Net
+from u2net_hub.cli import main
+
+
+def u2net(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+    return subprocess.run([sys.executable, "-m", "u2net_hub.cli", *args], capture_output=True, text=True, env=env,
+                          timeout=timeout, cwd=cwd)
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("model") / "tiny64"
+    U2Net(variant="tiny", input_size=64).save_pretrained(path)
+    return path
+
+
+def _blob(rng, h: int, w: int) -> np.ndarray:
+    gt = np.zeros((h, w), dtype=np.uint8)
+    top, left = int(rng.integers(2, h // 3)), int(rng.integers(2, w // 3))
+    gt[top: top + h // 2, left: left + w // 2] = 255
+    return gt
+
+
+def _folder_pair(root: Path, names=("x", "y", "z"), size=(32, 40)) -> Path:
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    rng = np.random.default_rng(2)
+    for name in names:
+        Image.fromarray((rng.random((*size, 3)) * 255).astype(np.uint8)).save(root / "images" / f"{name}.jpg")
+        Image.fromarray(_blob(rng, *size)).save(root / "masks" / f"{name}.png")
+    return root
+
+
+# ---------------------------------------------------------------------------- evaluate
+
+
+def test_evaluate_dataset_names_a_mask_of_another_size_and_strict_fails(tiny_model, tmp_path, capsys):
+    root = _folder_pair(tmp_path / "pair")
+    Image.fromarray(_blob(np.random.default_rng(0), 16, 20)).save(root / "masks" / "y.png")  # half the image's size
+    out = tmp_path / "m.json"
+    result = u2net("evaluate", "--model", str(tiny_model), "--dataset", str(root), "--no-progress", "--output",
+                   str(out))
+    assert result.returncode == 0, result.stderr
+    assert "warning: 1 masks of another size than their image" in result.stderr
+    assert "y.png: 20x16 mask for the 40x32 image" in result.stderr and "images/y.jpg" in result.stderr
+    assert len(json.loads(out.read_text())["size_mismatches"]) == 1
+    assert main(["evaluate", "--model", str(tiny_model), "--dataset", str(root), "--no-progress", "--strict"]) == 1
+    captured = capsys.readouterr()
+    assert "y.png" in captured.err and "maxF" in captured.out
+
+
+def test_evaluate_an_unknown_split_of_a_local_folder_lists_the_splits(tiny_model, tmp_path):
+    root = _folder_pair(tmp_path / "pair")
+    result = u2net("evaluate", "--model", str(tiny_model), "--dataset", str(root), "--split", "bogus")
+    assert result.returncode == 2
+    assert "has no split 'bogus'" in result.stderr and "train, test, validation" in result.stderr
+    assert "Traceback" not in result.stderr and "maxF" not in result.stdout
+    # A folder without split names serves the usual split names (train.py asks for 'train' by default).
+    assert main(["evaluate", "--model", str(tiny_model), "--dataset", str(root), "--split", "test",
+                 "--no-progress"]) == 0
+
+
+def test_evaluate_pred_dir_scores_the_alpha_of_rgba_cutouts(tmp_path, capsys):
+    rng = np.random.default_rng(3)
+    gt_dir, cutouts, masks = tmp_path / "gt", tmp_path / "cutouts", tmp_path / "masks"
+    for folder in (gt_dir, cutouts, masks):
+        folder.mkdir()
+    for i in range(3):
+        gt = _blob(rng, 40, 48)
+        prediction = np.clip(gt * 0.8 + rng.random(gt.shape) * 50, 0, 255).astype(np.uint8)
+        photo = (rng.random((40, 48, 3)) * 255).astype(np.uint8)  # the cutout's colours: the photo, not the mask
+        Image.fromarray(gt).save(gt_dir / f"{i}.png")
+        Image.fromarray(np.dstack([photo, prediction]), "RGBA").save(cutouts / f"{i}.png")
+        Image.fromarray(prediction).save(masks / f"{i}.png")
+    scores = {}
+    for name, folder in (("cutouts", cutouts), ("masks", masks)):
+        out = tmp_path / f"{name}.json"
+        assert main(["evaluate", "--pred-dir", str(folder), "--gt-dir", str(gt_dir), "--no-progress",
+                     "--output", str(out)]) == 0
+        scores[name] = json.loads(out.read_text())
+        if name == "cutouts":
+            note = "3 of 3 predictions are transparent cutouts (RGBA): their alpha channel was scored"
+            assert note in capsys.readouterr().err
+    assert scores["cutouts"]["maxF"] > 0.9
+    assert scores["cutouts"]["maxF"] == scores["masks"]["maxF"] and scores["cutouts"]["MAE"] == scores["masks"]["MAE"]
