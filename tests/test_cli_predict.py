@@ -66,7 +66,7 @@ def test_files_folders_globs_and_bad_inputs(tmp_path, model_dir):
         "out/d.png": (41, 17), "out/e.png": (20, 33), "out/f.png": (33, 20),
     }
     written = {str(p.relative_to(tmp_path)) for p in (tmp_path / "out").rglob("*") if p.is_file()}
-    assert written == set(expected)
+    assert written == set(expected) | {"out/.u2net-predict.json"}  # the marker that makes later runs skip it
     for name, size in expected.items():
         with Image.open(tmp_path / name) as mask:
             assert mask.mode == "L" and mask.size == size
@@ -106,8 +106,9 @@ def test_sides_format_and_name_collisions(tmp_path, model_dir):
     _photo(tmp_path / "y" / "a.png", (36, 24), seed=1)
     done = _u2net("x/a.png", "y/a.png", "--model", str(model_dir), "-o", "out", "--format", "sides", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    names = sorted(p.name for p in (tmp_path / "out").iterdir())
-    stems = ("a_png", "a_png_2")
+    names = sorted(p.name for p in (tmp_path / "out").glob("*.png"))
+    assert (tmp_path / "out" / "outputs.csv").is_file()  # the renamed outputs are mapped to their inputs
+    stems = ("a.png", "a.png-2")
     assert names == sorted(f"{s}_{k}.png" for s in stems for k in [*(f"side{i}" for i in range(1, 7)), "fused"])
     for stem, size in zip(stems, [(24, 36), (36, 24)]):
         for k in (1, 6):

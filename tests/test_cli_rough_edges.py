@@ -102,3 +102,71 @@ def test_evaluate_pred_dir_scores_the_alpha_of_rgba_cutouts(tmp_path, capsys):
             assert note in capsys.readouterr().err
     assert scores["cutouts"]["maxF"] > 0.9
     assert scores["cutouts"]["maxF"] == scores["masks"]["maxF"] and scores["cutouts"]["MAE"] == scores["masks"]["MAE"]
+
+
+# ---------------------------------------------------------------------------- predict
+
+
+def _photo(path: Path, size: tuple[int, int], seed: int = 0) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.random.default_rng(seed).integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(path)
+    return path
+
+
+def test_predict_clashing_names_keep_their_extension_and_a_mapping_says_which_is_which(tiny_model, tmp_path):
+    sizes = {"x.jpg": (20, 30), "x.png": (22, 30), "x_jpg.jpg": (24, 30), "x.jpg.jpg": (26, 30)}
+    for i, (name, size) in enumerate(sizes.items()):
+        _photo(tmp_path / "in" / name, size, seed=i)
+    done = u2net("predict", "in", "--model", str(tiny_model), "-o", "out", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    out = tmp_path / "out"
+    # x_jpg.jpg and x.jpg.jpg keep the names that are theirs by right; the clashing x.jpg and x.png keep their
+    # extension, and x.jpg, whose "x.jpg.png" is x.jpg.jpg's, is numbered.
+    expected = {"x.jpg": "x.jpg-2.png", "x.png": "x.png.png", "x_jpg.jpg": "x_jpg.png", "x.jpg.jpg": "x.jpg.png"}
+    for name, output in expected.items():
+        with Image.open(out / output) as mask:
+            assert mask.size == sizes[name], (name, output)
+    import csv
+
+    with open(out / "outputs.csv", newline="") as handle:
+        rows = {Path(row["input"]).name: row["output"] for row in csv.DictReader(handle)}
+    assert rows == expected
+    assert "outputs.csv maps every input to its output" in done.stderr
+
+
+def test_predict_skips_earlier_output_folders_and_refuses_a_file_as_output(tiny_model, tmp_path):
+    for i in range(2):
+        _photo(tmp_path / "photos" / f"p{i}.jpg", (20, 24), seed=i)
+    for _ in range(2):  # the second run must not predict on the first run's masks
+        done = u2net("predict", "photos", "--model", str(tiny_model), "-o", "photos/out", cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        assert "2 ok, 0 failed" in done.stdout
+    done = u2net("predict", "photos", "photos/*", "--model", str(tiny_model), "-o", "photos/again", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "2 ok, 0 failed" in done.stdout and "not reading photos/out: an output folder of an earlier run" in done.stderr
+    assert sorted(p.name for p in (tmp_path / "photos" / "again").glob("*.png")) == ["p0.png", "p1.png"]
+
+    (tmp_path / "taken.png").write_bytes(b"keep me")
+    done = u2net("predict", "photos", "--model", str(tiny_model), "-o", "taken.png", cwd=tmp_path)
+    assert done.returncode == 2
+    assert "--output-dir taken.png: taken.png is a file, not a folder" in done.stderr and "ok" not in done.stdout
+    assert (tmp_path / "taken.png").read_bytes() == b"keep me"
+
+
+def test_predict_max_pixels_flag_and_help_texts(tiny_model, tmp_path):
+    _photo(tmp_path / "big.png", (100, 100))
+    refused = u2net("predict", "big.png", "--model", str(tiny_model), "-o", "out", "--max-pixels", "5000",
+                    cwd=tmp_path)
+    assert refused.returncode == 1
+    assert "more than the 5,000 allowed" in refused.stderr and "--max-pixels N" in refused.stderr
+    assert "MAX_IMAGE_PIXELS" not in refused.stderr
+    allowed = u2net("predict", "big.png", "--model", str(tiny_model), "-o", "out", "--max-pixels", "10000",
+                    cwd=tmp_path)
+    assert allowed.returncode == 0, allowed.stderr
+
+    predict_help = u2net("predict", "--help").stdout
+    assert "--output-dir DIR" in predict_help and " OUT" not in predict_help
+    train_help = subprocess.run([sys.executable, str(Path(__file__).resolve().parents[1] / "train" / "train.py"),
+                                 "--help"], capture_output=True, text=True, timeout=60).stdout
+    assert "(default: None)" not in train_help
+    assert "(default: tiny)" in " ".join(train_help.split())

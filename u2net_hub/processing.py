@@ -18,7 +18,7 @@ Decisions worth knowing:
 * anything that cannot be read raises :class:`ImageLoadError` (a ValueError)
   naming the input and the reason, including declared sizes above PIL's
   decompression-bomb limit (``2 * PIL.Image.MAX_IMAGE_PIXELS``, ~179 MP; raise
-  ``PIL.Image.MAX_IMAGE_PIXELS`` for trusted, larger files).
+  it for trusted, larger files with :func:`set_max_pixels`, ``--max-pixels`` on the command line).
 """
 
 from __future__ import annotations
@@ -63,8 +63,36 @@ def _describe(src: Any) -> str:
     return type(src).__name__
 
 
+#: Set by :func:`set_max_pixels`; None: twice PIL's MAX_IMAGE_PIXELS (where PIL itself refuses).
+_max_pixels: int | None = None
+
+#: How a user raises the limit, named in the refusal.
+RAISE_LIMIT_HINT = ("if you trust the file, allow more pixels: --max-pixels N on the u2net command line, "
+                    "u2net_hub.processing.set_max_pixels(N) in Python")
+
+
+def set_max_pixels(limit: int | None) -> None:
+    """Refuse images that declare more than `limit` pixels (None: back to PIL's default, ~179 MP).
+
+    Why: the limit guards against decompression bombs; a trusted, very large
+    scan needs a higher one. PIL's own check is moved up to match.
+
+    Args:
+        limit: the largest width x height accepted, or None for the default.
+    """
+    global _max_pixels
+    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
+        raise ValueError(f"max_pixels must be a positive integer or None, got {limit!r}")
+    _max_pixels = limit
+    if limit is not None:
+        # PIL warns above its MAX_IMAGE_PIXELS and refuses above twice that: keep its refusal above ours.
+        Image.MAX_IMAGE_PIXELS = max(int(Image.MAX_IMAGE_PIXELS or 0), limit)
+
+
 def _pixel_limit() -> int | None:
-    """PIL raises DecompressionBombError above twice its MAX_IMAGE_PIXELS; we use the same limit."""
+    """PIL raises DecompressionBombError above twice its MAX_IMAGE_PIXELS; we use the same limit by default."""
+    if _max_pixels is not None:
+        return _max_pixels
     limit = Image.MAX_IMAGE_PIXELS
     return None if not limit else 2 * int(limit)
 
@@ -77,8 +105,7 @@ def _check_pixels(size: tuple[int, int], name: str) -> None:
     if limit is not None and width * height > limit:
         raise ImageLoadError(
             f"{name}: the image declares {width}x{height} = {width * height:,} pixels, more than the "
-            f"{limit:,} allowed (a possible decompression bomb); if you trust the file, raise "
-            "PIL.Image.MAX_IMAGE_PIXELS"
+            f"{limit:,} allowed (a possible decompression bomb); {RAISE_LIMIT_HINT}"
         )
 
 
@@ -108,8 +135,7 @@ def _open_encoded(src: Any, name: str) -> Image.Image:
         raise
     except Image.DecompressionBombError as error:
         raise ImageLoadError(
-            f"{name}: refused as a possible decompression bomb ({error}); if you trust the file, "
-            "raise PIL.Image.MAX_IMAGE_PIXELS"
+            f"{name}: refused as a possible decompression bomb ({error}); {RAISE_LIMIT_HINT}"
         ) from None
     except UnidentifiedImageError:
         raise ImageLoadError(f"{name}: not an image file (or a format Pillow cannot read)") from None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import json
 import os
 import re
 import sys
@@ -30,6 +31,10 @@ IMAGE_EXTENSIONS = {
     ".ppm", ".pgm", ".pbm", ".pnm", ".tga", ".avif",
 }
 FORMATS = ("mask", "rgba", "sides")
+#: Written into every output folder: marks it as ours, so a later run over a parent folder skips it.
+MARKER_NAME = ".u2net-predict.json"
+#: Written into the output folder when some output names differ from their input's (name clashes).
+MAPPING_NAME = "outputs.csv"
 
 
 def register(subparsers) -> None:
@@ -38,14 +43,17 @@ def register(subparsers) -> None:
         help="write saliency masks or RGBA cutouts for images, folders and globs",
         description=(
             "Predict saliency for every image given (files, folders searched recursively, glob patterns) and "
-            "write PNGs to OUT, keeping the inputs' relative paths: OUT/<stem>.png, or with --format sides "
-            "OUT/<stem>_side1.png .. _side6.png and OUT/<stem>_fused.png."
+            "write PNGs to DIR, keeping the inputs' relative paths: DIR/<stem>.png, or with --format sides "
+            "DIR/<stem>_side1.png .. _side6.png and DIR/<stem>_fused.png. Where two inputs would get the same "
+            f"name, both keep their extension (a.jpg -> a.jpg.png) and DIR/{MAPPING_NAME} maps every input to "
+            "its output. Output folders of earlier runs inside the inputs are skipped."
         ),
     )
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or glob patterns")
     parser.add_argument("--model", "-m", default=None,
                         help="a save_pretrained folder or a Hub repo id (default: the bundled demo model)")
-    parser.add_argument("--output-dir", "-o", required=True, help="where to write the PNGs")
+    parser.add_argument("--output-dir", "-o", required=True, metavar="DIR",
+                        help="the folder to write the PNGs to (created if needed)")
     parser.add_argument("--format", "-f", choices=FORMATS, default="mask",
                         help="mask: 8-bit mask; rgba: cutout with the mask as alpha; sides: the six side outputs and the fused map")
     parser.add_argument("--normalize", action="store_true", help="min-max each map per image (the original's normPRED)")
@@ -58,6 +66,9 @@ def register(subparsers) -> None:
     parser.add_argument("--compile", action="store_true",
                         help="also run the fast path through torch.compile (slow start, faster on long GPU batch jobs)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda when available)")
+    parser.add_argument("--max-pixels", type=int, default=None, metavar="N",
+                        help="refuse images of more than N pixels (default: about 179 million, Pillow's guard "
+                             "against decompression bombs); raise it for trusted, larger files")
     parser.set_defaults(run=run)
 
 
@@ -75,24 +86,53 @@ def _non_magic_base(pattern: str) -> Path:
     return Path(*base) if base else Path(".")
 
 
-def _walk(folder: Path, skip: Path) -> list[Path]:
+def _is_our_output(folder: Path, skip: Path) -> bool:
+    """The current output folder, or one an earlier run of this command wrote (it holds our marker)."""
+    return folder.resolve() == skip or (folder / MARKER_NAME).is_file()
+
+
+def _walk(folder: Path, skip: Path, skipped: set[Path]) -> list[Path]:
     found = []
     for root, dirs, files in os.walk(folder):
         root_path = Path(root)
-        dirs[:] = sorted(d for d in dirs if (root_path / d).resolve() != skip)
+        kept = []
+        for d in sorted(dirs):
+            if _is_our_output(root_path / d, skip):
+                skipped.add(root_path / d)
+            else:
+                kept.append(d)
+        dirs[:] = kept
         found.extend(root_path / f for f in sorted(files) if Path(f).suffix.lower() in IMAGE_EXTENSIONS)
     return found
 
 
-def collect_inputs(inputs: list[str], output_dir: Path) -> tuple[list[tuple[Path, PurePath]], list[str]]:
-    """(file, output stem relative to OUT) pairs in a stable order, and one message per input that matched nothing."""
+def _inside_our_output(path: Path, skip: Path) -> Path | None:
+    for parent in path.parents:
+        if parent == Path(".") or parent == Path(parent.anchor):
+            break
+        if _is_our_output(parent, skip):
+            return parent
+    return None
+
+
+def collect_inputs(inputs: list[str], output_dir: Path, fmt: str = "mask",
+                   skipped: set[Path] | None = None) -> tuple[list[tuple[Path, PurePath]], list[str]]:
+    """(file, output stem relative to DIR) pairs in a stable order, and one message per input that matched nothing.
+
+    Folders that are output folders of this command (the current one, or one
+    holding :data:`MARKER_NAME`) are not searched; they are added to `skipped`.
+    """
     skip = output_dir.resolve()
+    skipped = set() if skipped is None else skipped
     jobs: list[tuple[Path, PurePath]] = []
     problems: list[str] = []
     for text in inputs:
         path = Path(text)
         if path.is_dir():
-            files = _walk(path, skip)
+            if _is_our_output(path, skip) and path.resolve() != skip:
+                skipped.add(path)
+                continue
+            files = _walk(path, skip, skipped)
             if not files:
                 problems.append(f"{text}: no images in this folder")
             jobs.extend((f, f.relative_to(path).with_suffix("")) for f in files)
@@ -104,17 +144,27 @@ def collect_inputs(inputs: list[str], output_dir: Path) -> tuple[list[tuple[Path
             if not matches:
                 problems.append(f"{text}: no files match")
             for match in map(Path, matches):
-                if match.is_dir():
-                    jobs.extend((f, f.relative_to(base).with_suffix("")) for f in _walk(match, skip))
-                elif skip not in match.resolve().parents:
+                ours = match if match.is_dir() and _is_our_output(match, skip) else _inside_our_output(match, skip)
+                if ours is not None:
+                    skipped.add(ours)
+                elif match.is_dir():
+                    jobs.extend((f, f.relative_to(base).with_suffix("")) for f in _walk(match, skip, skipped))
+                else:
                     jobs.append((match, match.relative_to(base).with_suffix("")))
         else:
             problems.append(f"{text}: no such file or folder")
-    return _deduplicate(jobs), problems
+    return _deduplicate(jobs, fmt), problems
 
 
-def _deduplicate(jobs: list[tuple[Path, PurePath]]) -> list[tuple[Path, PurePath]]:
-    """Each file once; files that would write the same output get their extension, then a number, in the name."""
+def _names(stem: PurePath, fmt: str) -> list[str]:
+    """The output file names of a stem, case-folded (two names that differ in case clash on macOS and Windows)."""
+    return [p.as_posix().casefold() for p in _outputs(stem, Path("."), fmt)]
+
+
+def _deduplicate(jobs: list[tuple[Path, PurePath]], fmt: str = "mask") -> list[tuple[Path, PurePath]]:
+    """Each file once. Files whose outputs would clash keep their extension in the name (``a.jpg`` ->
+    ``a.jpg.png``, then ``a.jpg-2.png``), and no renamed output takes a name that another input's
+    output has by right."""
     seen: set[Path] = set()
     unique = []
     for source, stem in jobs:
@@ -123,23 +173,43 @@ def _deduplicate(jobs: list[tuple[Path, PurePath]]) -> list[tuple[Path, PurePath
             seen.add(key)
             unique.append((source, stem))
 
-    def clashing(pairs):
-        counts: dict[PurePath, int] = {}
-        for _, stem in pairs:
-            counts[stem] = counts.get(stem, 0) + 1
-        return {stem for stem, n in counts.items() if n > 1}
+    owners: dict[str, int] = {}
+    for i, (_, stem) in enumerate(unique):
+        for name in _names(stem, fmt):
+            owners[name] = owners.get(name, 0) + 1
+    clashing = [any(owners[name] > 1 for name in _names(stem, fmt)) for _, stem in unique]
+    taken = {name for (_, stem), clash in zip(unique, clashing) if not clash for name in _names(stem, fmt)}
+    result = []
+    for (source, stem), clash in zip(unique, clashing):
+        if clash:
+            base = f"{stem.name}{source.suffix.lower() or '.noext'}"
+            candidate, n = stem.with_name(base), 1
+            while any(name in taken for name in _names(candidate, fmt)):
+                n += 1
+                candidate = stem.with_name(f"{base}-{n}")
+            stem = candidate
+        taken.update(_names(stem, fmt))
+        result.append((source, stem))
+    return result
 
-    clash = clashing(unique)
-    unique = [
-        (source, stem.with_name(f"{stem.name}_{source.suffix.lstrip('.').lower() or 'noext'}") if stem in clash else stem)
-        for source, stem in unique
-    ]
-    taken: dict[PurePath, int] = {}
-    numbered = []
-    for source, stem in unique:
-        taken[stem] = taken.get(stem, 0) + 1
-        numbered.append((source, stem if taken[stem] == 1 else stem.with_name(f"{stem.name}_{taken[stem]}")))
-    return numbered
+
+def write_mapping(jobs: list[tuple[Path, PurePath]], output_dir: Path, fmt: str) -> int:
+    """Write DIR/outputs.csv (input, output) for every input when some output name is not its input's stem.
+
+    Returns how many names were changed (0: nothing written)."""
+    import csv
+
+    changed = sum(1 for source, stem in jobs if stem.name != source.stem)
+    if not changed:
+        return 0
+    output_dir.mkdir(parents=True, exist_ok=True)
+    with open(output_dir / MAPPING_NAME, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["input", "output"])
+        for source, stem in jobs:
+            for target in _outputs(stem, output_dir, fmt):
+                writer.writerow([str(source), target.relative_to(output_dir).as_posix()])
+    return changed
 
 
 # ------------------------------------------------------------------ the model
@@ -218,7 +288,20 @@ def run(args: argparse.Namespace) -> int:
         return usage(str(error))
 
     output_dir = Path(args.output_dir)
-    jobs, problems = collect_inputs(args.inputs, output_dir)
+    blocking = next((p for p in (output_dir, *output_dir.parents) if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        return usage(f"--output-dir {output_dir}: {blocking} is a file, not a folder")
+    if args.max_pixels is not None:
+        if args.max_pixels < 1:
+            return usage(f"--max-pixels must be at least 1, got {args.max_pixels}")
+        from ..processing import set_max_pixels
+
+        set_max_pixels(args.max_pixels)
+    skipped: set[Path] = set()
+    jobs, problems = collect_inputs(args.inputs, output_dir, args.format, skipped)
+    for folder in sorted(skipped):
+        if folder.resolve() != output_dir.resolve():
+            print(f"u2net predict: not reading {folder}: an output folder of an earlier run", file=sys.stderr)
     for problem in problems:
         print(f"u2net predict: {problem}", file=sys.stderr)
     if not jobs:
@@ -235,6 +318,16 @@ def run(args: argparse.Namespace) -> int:
 
     sources = {source.resolve() for source, _ in jobs}
     ok, failed = 0, len(problems)
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        (output_dir / MARKER_NAME).write_text(json.dumps({"written_by": "u2net predict", "format": args.format}) + "\n")
+        renamed = write_mapping(jobs, output_dir, args.format)
+    except OSError as error:
+        return usage(f"cannot write to --output-dir {output_dir}: {error}")
+    if renamed:
+        print(f"u2net predict: {renamed} inputs share a name with another input; their outputs keep the "
+              f"extension (e.g. {next(s for src, s in jobs if s.name != src.stem).name}.png). "
+              f"{output_dir / MAPPING_NAME} maps every input to its output.", file=sys.stderr)
 
     def fail(source: Path, reason: str) -> None:
         nonlocal failed
