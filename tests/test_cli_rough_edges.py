@@ -170,3 +170,28 @@ def test_predict_max_pixels_flag_and_help_texts(tiny_model, tmp_path):
                                  "--help"], capture_output=True, text=True, timeout=60).stdout
     assert "(default: None)" not in train_help
     assert "(default: tiny)" in " ".join(train_help.split())
+
+
+# ---------------------------------------------------------------------------- export-onnx
+
+
+def test_export_onnx_single_onnx_argument_and_rembg_size_warning(tmp_path):
+    pytest.importorskip("onnxruntime")
+    # One argument ending in .onnx: the output, with the bundled demo model (trained at 160 px).
+    done = u2net("export-onnx", "demo.onnx", "--exporter", "torchscript", "--no-check", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "demo.onnx").is_file() and "does not exist" not in done.stderr
+    assert "exporting the bundled demo model" in done.stderr
+    warning = " ".join(done.stderr.split())
+    assert "warning: this model was trained at 160x160, but rembg always resizes images to 320x320" in warning
+    assert "docs/onnx.md" in warning
+
+    size_help = " ".join(u2net("export-onnx", "--help").stdout.split())
+    assert "default: the model's own input size" in size_help and "own, 320" not in size_help
+
+
+def test_the_rembg_warning_is_only_for_other_sizes():
+    from u2net_hub.export import rembg_size_warning
+
+    assert rembg_size_warning(320) is None
+    assert "trained at 288x288" in rembg_size_warning(288)

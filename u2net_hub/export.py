@@ -32,6 +32,26 @@ from torch import Tensor, nn
 from .hub import __version__
 from .modeling import SIDE_COUNT, U2Net
 
+#: rembg resizes every image to this square before its ``u2net_custom`` session, whatever the model was trained at.
+REMBG_INPUT_SIZE = 320
+
+
+def rembg_size_warning(input_size: int) -> str | None:
+    """A warning for models trained at another size than rembg's fixed 320x320 input, else None.
+
+    Why: rembg cannot be told the size, so such a model sees images at a scale it
+    was not trained for and its masks differ from `u2net predict`'s.
+    """
+    if int(input_size) == REMBG_INPUT_SIZE:
+        return None
+    return (
+        f"this model was trained at {input_size}x{input_size}, but rembg always resizes images to "
+        f"{REMBG_INPUT_SIZE}x{REMBG_INPUT_SIZE} before a u2net_custom model, so its masks will differ from "
+        f"`u2net predict` (for the bundled 160 px demo model by about 32 grey levels on average). For the same "
+        f"masks, run the file with onnxruntime at {input_size}x{input_size} (docs/onnx.md) or use `u2net predict`"
+    )
+
+
 #: Names of the graph's input and outputs; rembg only relies on their positions.
 INPUT_NAME = "input"
 FUSED_OUTPUT = "fused"
@@ -329,5 +349,5 @@ def export_onnx(
 
 __all__ = [
     "EXPORTERS", "ExportError", "ExportResult", "compare_with_pytorch", "export_onnx",
-    "load_model", "onnx_metadata", "read_metadata",
+    "load_model", "onnx_metadata", "read_metadata", "REMBG_INPUT_SIZE", "rembg_size_warning",
 ]

@@ -39,7 +39,7 @@ from ..metrics import (
     BETA2, BOUNDARY_RADIUS, MetricInputError, SODMetrics, format_table, load_mask, prediction_from_image, to_uint8,
 )
 from ..modeling import U2Net
-from ..processing import load_image
+from ..processing import load_image, set_max_pixels
 from . import add_fast_path_arguments
 
 #: Shown in full up to this many; the JSON output always lists all of them.
@@ -83,6 +83,9 @@ def register(subparsers) -> None:
     model.add_argument("--batch-size", type=_positive_int, default=8, help="images per forward pass (default 8)")
     add_fast_path_arguments(model)
     model.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda when available)")
+    model.add_argument("--max-pixels", type=_positive_int, default=None, metavar="N",
+                       help="refuse images of more than N pixels (default: about 179 million, Pillow's guard "
+                            "against decompression bombs)")
     model.add_argument("--save-predictions", metavar="DIR", default=None,
                        help="also write each predicted map as an 8-bit PNG to DIR (re-scorable with --pred-dir)")
     saved = parser.add_argument_group("saved predictions")
@@ -426,6 +429,8 @@ def _run(args: argparse.Namespace) -> int:
     def progress(iterable=None, **kwargs):
         return tqdm(iterable, disable=args.no_progress, dynamic_ncols=True, **kwargs)
 
+    if getattr(args, "max_pixels", None) is not None:
+        set_max_pixels(args.max_pixels)
     metrics = SODMetrics()
     per_image: list[dict] = []
     unreadable: list[dict] = []

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from ..configs import ConfigError
-from ..export import DEFAULT_OPSET, ExportError, export_onnx
+from ..export import DEFAULT_OPSET, ExportError, export_onnx, rembg_size_warning
 from ..hub import DEMO_MODEL, CheckpointMismatchError
 
 
@@ -23,14 +24,15 @@ def register(subparsers) -> None:
     )
     parser.add_argument(
         "model", nargs="?", default=None,
-        help="a folder written by save_pretrained, or a Hub id (default: the bundled demo model)",
+        help="a folder written by save_pretrained, or a Hub id (default: the bundled demo model); "
+        "a single argument ending in .onnx is the output, with the bundled demo model",
     )
     parser.add_argument("output", nargs="?", default=None, help="the .onnx file to write (default: model.onnx)")
     parser.add_argument("--opset", type=int, default=None, help="ONNX opset (default 18; >= 18 for the dynamo exporter)")
     parser.add_argument(
         "--size", type=int, default=None,
-        help="input size recorded in the metadata and used for tracing (default: the model's own, 320); "
-        "the file accepts any size",
+        help="input size recorded in the metadata and used for tracing (default: the model's own input size, "
+        "from its config.json); the file accepts any size",
     )
     parser.add_argument("--sides", action="store_true", help="also output the six side maps (outputs 1-6)")
     parser.add_argument(
@@ -46,6 +48,8 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    if args.model and args.output is None and args.model.lower().endswith(".onnx") and not Path(args.model).is_dir():
+        args.model, args.output = None, args.model  # `u2net export-onnx out.onnx`: the output, with the demo model
     model = args.model or DEMO_MODEL
     output = args.output or "model.onnx"
     if args.model is None:
@@ -84,4 +88,7 @@ def run(args) -> int:
     # Recent rembg versions only load custom models from their models folder (~/.u2net, ~/.rembg, $U2NET_HOME).
     print(f"  rembg: cp {result.path} ~/.u2net/ && rembg i -m u2net_custom "
           f"-x '{{\"model_path\": \"~/.u2net/{result.path.name}\"}}' in.jpg out.png")
+    warning = rembg_size_warning(int(meta["input_size"]))
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
     return 0

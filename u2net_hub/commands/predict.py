@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from ..hub import DEMO_MODEL
 from ..inference import predict
 from ..modeling import U2Net
-from ..processing import ImageLoadError, load_image, parse_background, to_mask
+from ..processing import ImageLoadError, load_image, parse_background, set_max_pixels, to_mask
 from . import add_fast_path_arguments
 
 #: Extensions picked up when walking folders (files named explicitly are always tried).
@@ -294,8 +294,6 @@ def run(args: argparse.Namespace) -> int:
     if args.max_pixels is not None:
         if args.max_pixels < 1:
             return usage(f"--max-pixels must be at least 1, got {args.max_pixels}")
-        from ..processing import set_max_pixels
-
         set_max_pixels(args.max_pixels)
     skipped: set[Path] = set()
     jobs, problems = collect_inputs(args.inputs, output_dir, args.format, skipped)
