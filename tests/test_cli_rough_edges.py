@@ -195,3 +195,36 @@ def test_the_rembg_warning_is_only_for_other_sizes():
 
     assert rembg_size_warning(320) is None
     assert "trained at 288x288" in rembg_size_warning(288)
+
+
+# ---------------------------------------------------------------------------- the Hub mixin
+
+
+def test_a_model_keeps_its_training_record_across_save_and_load(tmp_path):
+    from u2net_hub import DEMO_MODEL
+
+    demo = U2Net.from_pretrained(DEMO_MODEL)
+    assert demo.training_record and "synthetic" in demo.training_record["training"]["dataset"]
+    demo.save_pretrained(tmp_path / "copy")
+    card = (tmp_path / "copy" / "README.md").read_text()
+    assert "DUTS-TR" not in card and "built-in synthetic saliency scenes" in card and "0.9607" in card
+    again = U2Net.from_pretrained(tmp_path / "copy")
+    assert again.training_record == demo.training_record
+    again.save_pretrained(tmp_path / "copy2")
+    assert (tmp_path / "copy2" / "README.md").read_text() == card
+
+
+def test_weights_without_a_record_say_their_provenance_is_unknown(tmp_path):
+    U2Net(variant="tiny").save_pretrained(tmp_path / "fresh")
+    card = (tmp_path / "fresh" / "README.md").read_text()
+    assert "Unknown provenance" in card and "DUTS-TR" not in card
+    assert not (tmp_path / "fresh" / "training_record.json").exists()
+    assert U2Net.from_pretrained(tmp_path / "fresh").training_record is None
+
+
+@pytest.mark.parametrize("name", ["./no-such-folder/", "no-such-folder/", "/tmp/u2net-none/x/y"])
+def test_from_pretrained_of_a_missing_local_folder_says_so(name):
+    with pytest.raises(FileNotFoundError, match="the local folder .* does not exist"):
+        U2Net.from_pretrained(name)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        U2Net.from_pretrained(Path("no-such-folder"))

@@ -58,7 +58,8 @@ def test_released_layouts_convert_and_match_the_original(tmp_path, original_tiny
     torch.save(LAYOUTS[layout](original_tiny), source, _use_new_zipfile_serialization="legacy" not in layout)
     result = convert_checkpoint(source, tmp_path / "out")
     assert result.variant == "tiny" and result.num_parameters == 1_131_181
-    assert {p.name for p in (tmp_path / "out").iterdir()} == {"config.json", "model.safetensors", "README.md"}
+    assert {p.name for p in (tmp_path / "out").iterdir()} == {"config.json", "model.safetensors", "README.md",
+                                                             "training_record.json"}  # the card's notes
     expected_filled = 0 if layout in ("plain", "wrapped state_dict", "wrapped model") else 112
     assert result.filled_num_batches_tracked == expected_filled
     assert result.stripped_prefix == ("module." if layout in ("DataParallel", "wrapped model") else None)

@@ -18,6 +18,7 @@ from typing import Any, Mapping
 
 import torch
 from huggingface_hub import ModelCard, ModelCardData, PyTorchModelHubMixin, constants, hf_hub_download
+from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
@@ -30,6 +31,28 @@ __version__ = "0.1.0"
 DEMO_MODEL = str(Path(__file__).resolve().parent / "checkpoints" / "u2net-tiny-synthetic")
 
 MODEL_CARD_TEMPLATE = "model_card.md"
+#: Beside config.json: what the weights are (training, metrics, notes), so that a re-saved model keeps its card.
+TRAINING_RECORD_NAME = "training_record.json"
+#: The model-card arguments that describe the weights (the others, e.g. repo_id, describe one upload).
+RECORD_KEYS = ("training", "metrics", "metrics_dataset", "notes")
+
+
+def training_record_from_card_kwargs(kwargs: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The part of save_pretrained's ``model_card_kwargs`` that describes the weights, or None if it has none."""
+    record = {key: kwargs[key] for key in RECORD_KEYS if kwargs and kwargs.get(key)}
+    return record or None
+
+
+def read_training_record(path: str) -> dict[str, Any] | None:
+    """The training record in a downloaded or local ``training_record.json``; None when unreadable."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            record = json.load(handle)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict):
+        return None
+    return {key: record[key] for key in RECORD_KEYS if record.get(key)} or None
 
 
 class CheckpointMismatchError(ValueError):
@@ -92,6 +115,15 @@ def check_state_dict(model: "HubMixin", state_dict: Mapping[str, Any], source: s
     raise CheckpointMismatchError(f"weights in {source} do not fit this {type(model).__name__}: " + "; ".join(problems))
 
 
+def _looks_local(name: Any) -> bool:
+    """True for what can only mean a local path: a Path object, or a string no Hub id can be."""
+    if isinstance(name, os.PathLike):
+        return True
+    text = str(name)
+    return (text.startswith((".", "/", "~", "\\")) or text.count("/") > 1 or "\\" in text
+            or text.endswith(("/", os.sep)))
+
+
 def _template_text() -> str:
     return resources.files("u2net_hub").joinpath(MODEL_CARD_TEMPLATE).read_text(encoding="utf-8")
 
@@ -112,23 +144,40 @@ class HubMixin(
     (for the model card) and may override ``_mismatch_hint``.
     """
 
+    #: How these weights were made (the training, metrics and notes of the model card), carried across
+    #: save_pretrained/from_pretrained in training_record.json; None: not recorded (a new model, an old folder).
+    training_record: dict[str, Any] | None = None
+
     def _mismatch_hint(self, state_dict: Mapping[str, Any], source: str) -> str | None:
         """A sentence explaining a mismatch (e.g. "the weights are the other variant"), or None."""
         return None
 
-    def save_pretrained(self, save_directory, *, config=None, **kwargs):
-        """Write config.json, model.safetensors and the model card (README.md) to a folder.
+    def save_pretrained(self, save_directory, *, config=None, model_card_kwargs=None, **kwargs):
+        """Write config.json, model.safetensors, the model card (README.md) and training_record.json to a folder.
+
+        The card's training, metrics and notes come from ``model_card_kwargs``, else from
+        :attr:`training_record` (what the loaded folder recorded): re-saving a model never makes
+        up or drops its provenance.
 
         Args:
             save_directory: the folder (created if needed).
             config: what config.json holds; defaults to the model's complete ``config``.
-            **kwargs: passed to ``PyTorchModelHubMixin.save_pretrained`` (``push_to_hub``,
-                ``repo_id``, ``model_card_kwargs``, ...).
+            model_card_kwargs: reach :meth:`generate_model_card`.
+            **kwargs: passed to ``PyTorchModelHubMixin.save_pretrained`` (``push_to_hub``, ``repo_id``, ...).
 
         Returns:
             What the Hub mixin returns (the commit info when pushing, else None).
         """
-        return super().save_pretrained(save_directory, config=config or self.config, **kwargs)
+        record = training_record_from_card_kwargs(model_card_kwargs) or self.training_record
+        card_kwargs = {**(record or {}), **(model_card_kwargs or {})}
+        Path(save_directory).mkdir(parents=True, exist_ok=True)
+        record_path = Path(save_directory) / TRAINING_RECORD_NAME
+        if record:  # written first, so that a push from inside save_pretrained uploads it too
+            record_path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        else:
+            record_path.unlink(missing_ok=True)  # a record left by other weights would be wrong now
+        return super().save_pretrained(save_directory, config=config or self.config,
+                                       model_card_kwargs=card_kwargs, **kwargs)
 
     def generate_model_card(self, *args, **kwargs) -> ModelCard:
         """Render the package's model_card.md template for this model.
@@ -142,6 +191,8 @@ class HubMixin(
         Returns:
             The card, with the Hub metadata (library, pipeline tag, license, tags) in its header.
         """
+        if not training_record_from_card_kwargs(kwargs) and self.training_record:
+            kwargs = {**self.training_record, **kwargs}
         info = self._hub_mixin_info
         card_data = ModelCardData(**info.model_card_data.to_dict())
         training = kwargs.pop("training", None) or {}
@@ -181,7 +232,14 @@ class HubMixin(
         Raises:
             ConfigError: config.json is missing, not JSON, or has unknown keys.
             CheckpointMismatchError: the weights do not fit the configuration.
+            FileNotFoundError: the name can only be a local folder (``./x``, ``/x``, ``~/x``,
+                ``a/b/c``, ``x/``, a Path) and there is none.
         """
+        if _looks_local(pretrained_model_name_or_path) and not Path(pretrained_model_name_or_path).expanduser().exists():
+            raise FileNotFoundError(
+                f"the local folder {pretrained_model_name_or_path} does not exist "
+                "(a Hub model id looks like 'owner/name')"
+            )
         local_config = Path(pretrained_model_name_or_path) / constants.CONFIG_NAME
         try:
             if local_config.is_file() and not isinstance(json.loads(local_config.read_text()), dict):
@@ -239,7 +297,21 @@ class HubMixin(
         model.load_state_dict(state_dict, strict=strict, assign=strict)
         model.to(map_location)
         model.eval()
+        model.training_record = cls._load_training_record(
+            model_id, revision=revision, cache_dir=cache_dir, token=token, local_files_only=local_files_only
+        )
         return model
+
+    @staticmethod
+    def _load_training_record(model_id: str, **download) -> dict[str, Any] | None:
+        """The folder's or repo's training_record.json; None when it has none (older saves, other tools)."""
+        if os.path.isdir(model_id):
+            return read_training_record(os.path.join(model_id, TRAINING_RECORD_NAME))
+        try:
+            path = hf_hub_download(repo_id=model_id, filename=TRAINING_RECORD_NAME, **download)
+        except (EntryNotFoundError, LocalEntryNotFoundError, HfHubHTTPError, OSError, ValueError):
+            return None
+        return read_training_record(path)
 
 
 __all__ = [
