@@ -20,7 +20,6 @@ import re
 import shutil
 import socket
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -50,6 +49,7 @@ from PIL import Image, UnidentifiedImageError
 from u2net_hub import DEMO_MODEL, U2Net
 from u2net_hub.acceleration import reuse_freed_memory
 from u2net_hub.processing import ImageLoadError, cutout, load_image, resize_probability, to_mask
+from u2net_hub.tempdirs import clean_up_on_signals, owned_temp_dir, prune_stale_temp_dirs
 
 EXAMPLES_DIR = HERE / "examples"
 #: The full configuration with the authors' released weights, converted (`u2net convert`) and pushed to the Hub.
@@ -431,6 +431,9 @@ def _safe_stem(path: Any) -> str:
 
 # -------------------------------------------------------------------- the app
 
+#: Every temp folder of the Space starts with this (results, example cache, Gradio's copies).
+TEMP_PREFIX = "u2net-space-"
+
 
 class BackgroundRemover:
     """The event functions of the Space, bound to its settings and its model cache."""
@@ -442,7 +445,7 @@ class BackgroundRemover:
             allow_local=self.settings.allow_local_models,
             always_allowed=tuple(value for _, value in self.settings.model_choices()),
         )
-        self.output_dir = Path(tempfile.mkdtemp(prefix="u2net-space-"))
+        self.output_dir = owned_temp_dir(TEMP_PREFIX)  # removed at exit and on SIGTERM
 
     # ---------------------------------------------------------------- events
 
@@ -733,8 +736,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, help="port (default: $GRADIO_SERVER_PORT or 7860)")
     args = parser.parse_args(argv)
     reuse_freed_memory()  # this process is ours: keep activation buffers between requests
+    # Our temp folders go when the server stops (exit or SIGTERM); those of a killed server go at the next start.
+    clean_up_on_signals()
+    for stale in prune_stale_temp_dirs(TEMP_PREFIX):
+        print(f"removed {stale}, left by a server that was stopped before it could clean up", file=sys.stderr)
     # Cached example outputs belong to this process's model: keep them out of the working tree and out of later runs.
-    os.environ.setdefault("GRADIO_EXAMPLES_CACHE", tempfile.mkdtemp(prefix="u2net-space-examples-"))
+    os.environ.setdefault("GRADIO_EXAMPLES_CACHE", str(owned_temp_dir(TEMP_PREFIX + "examples-")))
+    # Gradio's copies of uploads and results: in a folder of ours too, unless the host chose one.
+    os.environ.setdefault("GRADIO_TEMP_DIR", str(owned_temp_dir(TEMP_PREFIX + "gradio-")))
     settings = Settings.from_env(default_model=args.model)
     remover = BackgroundRemover(settings)
     demo = build_demo(remover)
