@@ -184,7 +184,7 @@ def test_export_onnx_single_onnx_argument_and_rembg_size_warning(tmp_path):
     assert "exporting the bundled demo model" in done.stderr
     warning = " ".join(done.stderr.split())
     assert "warning: this model was trained at 160x160, but rembg always resizes images to 320x320" in warning
-    assert "docs/onnx.md" in warning
+    assert "docs/reliability.md" in warning
 
     size_help = " ".join(u2net("export-onnx", "--help").stdout.split())
     assert "default: the model's own input size" in size_help and "own, 320" not in size_help
