@@ -139,10 +139,14 @@ def _probe(cell: Any, full: bool) -> tuple[int, int]:
         with _open(source) as image:
             width, height = image.size
             _check_pixels((width, height), "image")
-            try:
-                orientation = image.getexif().get(_ORIENTATION, 1)
-            except Exception:  # noqa: BLE001 - a broken EXIF block does not make the pixels unusable
-                orientation = 1
+            orientation = 1
+            # PNG keeps EXIF anywhere, and Pillow decodes the whole image to find it: read it only when it was
+            # in the header; the other formats carry it before the pixels.
+            if image.format != "PNG" or "exif" in image.info:
+                try:
+                    orientation = image.getexif().get(_ORIENTATION, 1)
+                except Exception:  # noqa: BLE001 - a broken EXIF block does not make the pixels unusable
+                    orientation = 1
             if full:
                 if image.format == "JPEG":
                     image.draft(image.mode, (max(1, width // 8), max(1, height // 8)))
