@@ -97,7 +97,16 @@ def _pixel_limit() -> int | None:
     return None if not limit else 2 * int(limit)
 
 
-def _check_pixels(size: tuple[int, int], name: str) -> None:
+def check_pixels(size: tuple[int, int], name: str) -> None:
+    """Refuse an empty image or one that declares more pixels than the limit (see :func:`set_max_pixels`).
+
+    Args:
+        size: (width, height) as declared.
+        name: how the error names the image.
+
+    Raises:
+        ImageLoadError: naming the image and the limit, and how to raise it.
+    """
     width, height = size
     if width <= 0 or height <= 0:
         raise ImageLoadError(f"{name}: the image is empty ({width}x{height} pixels)")
@@ -126,10 +135,10 @@ def _open_encoded(src: Any, name: str) -> Image.Image:
         opener = src
     try:
         with warnings.catch_warnings():
-            # Between MAX_IMAGE_PIXELS and twice that PIL only warns; _check_pixels decides.
+            # Between MAX_IMAGE_PIXELS and twice that PIL only warns; check_pixels decides.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(opener)
-            _check_pixels(image.size, name)
+            check_pixels(image.size, name)
             image.load()
     except ImageLoadError:
         raise
@@ -196,7 +205,7 @@ def _from_array(array: np.ndarray, name: str) -> Image.Image:
         array = array[..., 0]
     if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] not in (3, 4)):
         raise ImageLoadError(f"{name}: expected (H, W), (H, W, 1), (H, W, 3) or (H, W, 4)")
-    _check_pixels((array.shape[1], array.shape[0]), name)
+    check_pixels((array.shape[1], array.shape[0]), name)
     values = _to_uint8(np.asarray(array), name)
     if values.ndim == 2:
         values = np.repeat(values[..., None], 3, axis=2)
@@ -206,7 +215,7 @@ def _from_array(array: np.ndarray, name: str) -> Image.Image:
 
 
 def _pil_to_rgb(image: Image.Image, name: str) -> Image.Image:
-    _check_pixels(image.size, name)
+    check_pixels(image.size, name)
     mode = image.mode
     if mode == "RGB":
         return image

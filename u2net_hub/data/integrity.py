@@ -31,7 +31,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
+from tqdm.auto import tqdm
+
+from ..processing import ImageLoadError, check_pixels, load_image
+from .transforms import collate_fn
 
 __all__ = ["SampleProblem", "DataCheck", "BadSampleError", "check_saliency_dataset", "TrainingSamples",
            "collate_samples", "sample_generator", "undecoded", "describe_problems"]
@@ -119,8 +123,6 @@ def _open(source: Any) -> Image.Image:
 
 def _probe(cell: Any, full: bool) -> tuple[int, int]:
     """The displayed (width, height) of an encoded image cell; raises ValueError/OSError when unreadable."""
-    from ..processing import _check_pixels
-
     source, path = _cell_source(cell)
     if source is None:
         raise ValueError("missing (no bytes and no path)")
@@ -138,7 +140,7 @@ def _probe(cell: Any, full: bool) -> tuple[int, int]:
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         with _open(source) as image:
             width, height = image.size
-            _check_pixels((width, height), "image")
+            check_pixels((width, height), "image")
             orientation = 1
             # PNG keeps EXIF anywhere, and Pillow decodes the whole image to find it: read it only when it was
             # in the header; the other formats carry it before the pixels.
@@ -162,10 +164,6 @@ def _probe(cell: Any, full: bool) -> tuple[int, int]:
 
 
 def _reason(error: BaseException) -> str:
-    from PIL import UnidentifiedImageError
-
-    from ..processing import ImageLoadError
-
     if isinstance(error, UnidentifiedImageError):
         return "not an image file (or a format Pillow cannot read)"
     if isinstance(error, ImageLoadError):
@@ -228,8 +226,6 @@ def check_saliency_dataset(
     if num_threads is None:
         num_threads = min(8, os.cpu_count() or 1)
     result = DataCheck(total)
-    from tqdm.auto import tqdm
-
     bar = tqdm(total=total, desc=description, unit="sample", disable=not progress or total < 2, file=sys.stderr,
                dynamic_ncols=True)
     pool = ThreadPoolExecutor(num_threads) if num_threads > 1 and total > 16 else None
@@ -305,8 +301,6 @@ class TrainingSamples(torch.utils.data.Dataset):
         return len(self.dataset)
 
     def __getitem__(self, key):
-        from ..processing import load_image
-
         epoch, index = key if isinstance(key, tuple) else (0, key)
         row = self.dataset[int(index)]
         image_cell, mask_cell = row[self.image_column], row[self.mask_column]
@@ -333,8 +327,6 @@ class TrainingSamples(torch.utils.data.Dataset):
 
 def collate_samples(rows: list) -> dict[str, torch.Tensor]:
     """:func:`~u2net_hub.data.collate_fn` without the samples :class:`TrainingSamples` skipped (None)."""
-    from .transforms import collate_fn
-
     kept = [row for row in rows if row is not None]
     if not kept:
         raise BadSampleError(f"every sample of a batch of {len(rows)} was unreadable and skipped")
