@@ -286,14 +286,15 @@ def check_data(args, accelerator, train, validation, info: dict):
                   file=sys.stderr, flush=True)
         kept = reports[name].usable_indices(args.strict)
         if not kept:
-            raise SystemExit(f"error: no {name} sample is usable")
+            print(f"error: no {name} sample is usable", file=sys.stderr, flush=True)
+            raise SystemExit(EXIT_BAD_DATA)
         if name == "training":
             train = train.select(kept)
-            info["dataset"] += f", {len(problems)} unreadable sample(s) left out"
+            info["dataset"] += f", {len(problems)} unusable sample(s) left out"
         else:
             validation = validation.select(kept)
             info["validation"] = info.get("validation", "validation") + \
-                f", {len(problems)} unreadable sample(s) left out"
+                f", {len(problems)} unusable sample(s) left out"
         checked[name] = [str(p) for p in problems]
     info["data_check"] = {"skipped": checked}
     return train, validation
@@ -405,15 +406,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with accelerator.main_process_first():
             train_dataset, eval_dataset, data_info = build_datasets(args, logger)
-            if args.cache_resized:
-                from u2net_hub.data import pre_resize
+        # Before anything decodes every image (--cache_resized), and outside main_process_first: it is collective.
+        train_dataset, eval_dataset = check_data(args, accelerator, train_dataset, eval_dataset, data_info)
+        if args.cache_resized:
+            from u2net_hub.data import pre_resize
 
+            with accelerator.main_process_first():
                 train_dataset = pre_resize(train_dataset, args.resolution)
                 if eval_dataset is not None and len(eval_dataset) > 0:
                     eval_dataset = pre_resize(eval_dataset, args.resolution)
     except (DatasetLoadError, ValueError) as error:
         raise SystemExit(f"error: {error}") from None
-    train_dataset, eval_dataset = check_data(args, accelerator, train_dataset, eval_dataset, data_info)
     model, origin = build_model(args, logger)
     set_seed(args.seed, device_specific=True)
     pre = model.preprocessing
