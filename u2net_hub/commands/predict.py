@@ -318,7 +318,11 @@ def run(args: argparse.Namespace) -> int:
     ok, failed = 0, len(problems)
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
-        (output_dir / MARKER_NAME).write_text(json.dumps({"written_by": "u2net predict", "format": args.format}) + "\n")
+        resolved = output_dir.resolve()
+        if not any(resolved == source.parent or resolved in source.parents for source in sources):
+            # Only a folder of outputs is marked: one that also holds inputs must stay readable to later runs.
+            (output_dir / MARKER_NAME).write_text(json.dumps({"written_by": "u2net predict",
+                                                               "format": args.format}) + "\n")
         renamed = write_mapping(jobs, output_dir, args.format)
     except OSError as error:
         return usage(f"cannot write to --output-dir {output_dir}: {error}")
