@@ -466,8 +466,9 @@ class BackgroundRemover:
         normalize: bool = False,
         background: str = "transparent",
         colour: str | None = "#2e86de",
+        alpha_matting: bool = False,
     ):
-        """Remove the background of one photo.
+        """Remove the background of one photo (``alpha_matting``: refine hair and fur edges, see docs/matting.md).
 
         Returns file paths, all in a folder of their own for this request:
         the (photo, cutout) preview pair (WebP, at most DISPLAY_SIDE), the
@@ -495,8 +496,15 @@ class BackgroundRemover:
             raise _user_error(f"Cannot read the image: {_strip_path(str(error))}") from None
         inference_ms = (time.perf_counter() - infer_started) * 1000
 
-        mask = to_mask(prediction.probability, threshold or None)
-        rgba = cutout(photo, mask, background=fill)
+        if alpha_matting:
+            if threshold:
+                raise _user_error("Alpha matting estimates a soft alpha: set the threshold to 0 to use it.")
+            matted = prediction.cutout(alpha_matting=True)  # the library does the work; RGB = object colour
+            mask = matted.getchannel("A")
+            rgba = matted if fill is None else cutout(matted.convert("RGB"), mask, background=fill)
+        else:
+            mask = to_mask(prediction.probability, threshold or None)
+            rgba = cutout(photo, mask, background=fill)
 
         display_size = _display_size(photo.size, DISPLAY_SIDE)
         before = photo if photo.size == display_size else photo.resize(display_size, Image.Resampling.BILINEAR)
@@ -525,6 +533,8 @@ class BackgroundRemover:
 
         total_ms = (time.perf_counter() - started) * 1000
         info = self._summary(loaded, original, photo.size, inference_ms, total_ms, threshold, normalize, background)
+        if alpha_matting:
+            info += " · alpha matting on"
         return (before_path, after_path), mask_path, cutout_path, gallery, info
 
     # --------------------------------------------------------------- helpers
@@ -618,7 +628,7 @@ shows the pipeline, not the quality of the paper. The full configuration loads t
 Hub (needs network). Type any Hub id or (when running locally) a folder written by `save_pretrained`.
 
 **API.** Every control is also an endpoint: `client.predict(handle_file("photo.jpg"), model, threshold, normalize,
-background, colour, api_name="/segment")` with `gradio_client`; see "Use via API" below.
+background, colour, alpha_matting, api_name="/segment")` with `gradio_client`; see "Use via API" below.
 """
 
 
@@ -632,7 +642,7 @@ def _example_rows(model: str) -> tuple[list[list[Any]], list[str]]:
     ):
         path = EXAMPLES_DIR / file
         if path.is_file():
-            rows.append([str(path), model, threshold, normalize, background, colour])
+            rows.append([str(path), model, threshold, normalize, background, colour, False])
             labels.append(label)
     return rows, labels
 
@@ -671,6 +681,10 @@ def build_demo(remover: BackgroundRemover | None = None) -> gr.Blocks:
                         value=False, label="Per-image normalisation",
                         info="stretch each map to 0..1 (the original test script's normPRED)",
                     )
+                    alpha_matting = gr.Checkbox(
+                        value=False, label="Alpha matting",
+                        info="refine hair and fur from the photo's colours at full size (slower; threshold must be 0)",
+                    )
                     with gr.Row():
                         background = gr.Radio(BACKGROUNDS, value="transparent", label="Cutout background")
                         colour = gr.ColorPicker(value="#2e86de", label="Colour", visible=False)
@@ -691,7 +705,7 @@ def build_demo(remover: BackgroundRemover | None = None) -> gr.Blocks:
             columns=7, height=230, object_fit="contain", format="png", elem_id="u2net-gallery",
         )
 
-        inputs = [image, model, threshold, normalize, background, colour]
+        inputs = [image, model, threshold, normalize, background, colour, alpha_matting]
         outputs = [slider, mask, cutout_file, gallery, info]
         run.click(remover.segment, inputs, outputs, api_name="segment")
         model.change(remover.load_model, model, model_status, api_name="load_model")

@@ -124,11 +124,12 @@ def photo(tmp_path_factory) -> Path:
     return path
 
 
-def segment(client, image, model, threshold=0.0, normalize=False, background="transparent", colour="#2e86de"):
+def segment(client, image, model, threshold=0.0, normalize=False, background="transparent", colour="#2e86de",
+            alpha_matting=False):
     from gradio_client import handle_file
 
     return client.predict(
-        handle_file(str(image)), model, threshold, normalize, background, colour, api_name="/segment"
+        handle_file(str(image)), model, threshold, normalize, background, colour, alpha_matting, api_name="/segment"
     )
 
 
@@ -136,7 +137,7 @@ def test_api_lists_the_named_endpoints(client):
     endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
     assert {"/segment", "/load_model"} <= set(endpoints)
     parameters = [p["parameter_name"] for p in endpoints["/segment"]["parameters"]]
-    assert parameters == ["image", "model_name", "threshold", "normalize", "background", "colour"]
+    assert parameters == ["image", "model_name", "threshold", "normalize", "background", "colour", "alpha_matting"]
 
 
 def test_segment_over_http(client, server, photo):
@@ -157,6 +158,25 @@ def test_segment_over_http(client, server, photo):
     for item in gallery:
         assert Image.open(item["image"]).size[0] > 0
     assert "131 × 83 px" in info and "ms" in info
+
+
+def test_alpha_matting_over_http(client, server, photo):
+    """The API's alpha_matting parameter gives the library's matted cutout (alpha and object colour)."""
+    from gradio_client.exceptions import AppError
+
+    from u2net_hub import U2Net
+
+    _, mask_path, cutout_path, _, info = segment(client, photo, server.model, alpha_matting=True)
+    cut = np.asarray(Image.open(cutout_path))
+    prediction = U2Net.from_pretrained(server.model).predict(Image.open(photo))
+    expected = np.asarray(prediction.cutout(alpha_matting=True))
+    # The server runs the fast path like this process does; allow the bf16 rounding of a different batch.
+    assert cut.shape == expected.shape == (83, 131, 4)
+    assert np.abs(cut[..., 3].astype(int) - expected[..., 3]).mean() < 2.0
+    np.testing.assert_array_equal(cut[..., 3], np.asarray(Image.open(mask_path)))
+    assert "alpha matting on" in info
+    with pytest.raises(AppError, match="threshold to 0"):
+        segment(client, photo, server.model, threshold=0.5, alpha_matting=True)
 
 
 def test_corrupt_upload_is_an_error_and_the_next_request_works(client, server, photo, tmp_path):

@@ -50,6 +50,8 @@ class Prediction:
     normalized: bool = False
     #: The six side probabilities at the network's size, (6, S, S) float32; resized on demand.
     network_side_probabilities: np.ndarray | None = field(default=None)
+    #: The network input side the maps came from (sets the width of alpha matting's unknown band).
+    input_size: int | None = None
 
     @property
     def size(self) -> tuple[int, int]:
@@ -83,7 +85,18 @@ class Prediction:
             return None
         return [to_mask(side) for side in self.side_probabilities]
 
-    def cutout(self, background: Any = None, threshold: float | None = None) -> Image.Image:
+    def cutout(
+        self,
+        background: Any = None,
+        threshold: float | None = None,
+        *,
+        alpha_matting: bool = False,
+        alpha_matting_foreground_threshold: int = 240,
+        alpha_matting_background_threshold: int = 10,
+        alpha_matting_erode_size: int = 10,
+        post_process_mask: bool = False,
+        progress: bool | None = None,
+    ) -> Image.Image:
         """RGBA at the image's size with the mask as alpha (see :func:`u2net_hub.processing.cutout`).
 
         Args:
@@ -91,11 +104,25 @@ class Prediction:
                 (r, g, b) fills it; "blur" puts the object on its own blurred photo.
             threshold: in (0, 1], makes the alpha hard (0 or 255); None keeps it soft.
 
+            alpha_matting: refine the edge (hair, fur) from the photo's colours and remove the
+                background's colour from it (docs/matting.md); the ``alpha_matting_*`` knobs are rembg's.
+            post_process_mask: rembg's morphological clean-up (hard mask, smooth outline).
+
         Returns:
             An RGBA image (or RGB when a background fills it).
         """
-        alpha = self.probability if threshold else self.mask
-        return _cutout(self.image, alpha, background=background, threshold=threshold)
+        if alpha_matting:
+            alpha = self.probability
+        else:
+            alpha = self.probability if threshold else self.mask
+        return _cutout(
+            self.image, alpha, background=background, threshold=threshold,
+            alpha_matting=alpha_matting,
+            alpha_matting_foreground_threshold=alpha_matting_foreground_threshold,
+            alpha_matting_background_threshold=alpha_matting_background_threshold,
+            alpha_matting_erode_size=alpha_matting_erode_size,
+            network_size=self.input_size, post_process_mask=post_process_mask, progress=progress,
+        )
 
     def __repr__(self) -> str:
         width, height = self.size
@@ -207,7 +234,8 @@ def predict(
                 own_sides = None if side_probabilities is None else side_probabilities[i].copy()
                 probability = postprocess(fused[i], image.size, normalize=normalize)
                 results.append(Prediction(
-                    image=image, probability=probability, normalized=normalize, network_side_probabilities=own_sides
+                    image=image, probability=probability, normalized=normalize, network_side_probabilities=own_sides,
+                    input_size=model.preprocessing.input_size,
                 ))
             if bar is not None:
                 bar.update(len(loaded))

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageColor, ImageFilter, ImageOps, UnidentifiedImageError
 
+from . import matting
 from .configs import Preprocessing
 
 #: Colour that transparent pixels are composited on before the network sees them.
@@ -446,6 +447,14 @@ def cutout(
     probability: Any,
     background: Any = None,
     threshold: float | None = None,
+    *,
+    alpha_matting: bool = False,
+    alpha_matting_foreground_threshold: int = 240,
+    alpha_matting_background_threshold: int = 10,
+    alpha_matting_erode_size: int = 10,
+    network_size: int | None = None,
+    post_process_mask: bool = False,
+    progress: bool | None = None,
 ) -> Image.Image:
     """The photo with the saliency as alpha, as an RGBA image at the photo's size.
 
@@ -453,8 +462,20 @@ def cutout(
     image's size. ``background=None`` keeps transparency (soft alpha = the
     mask); a colour or ``"blur"`` (the photo itself, blurred) fills it, giving
     an opaque RGBA image. ``threshold`` in (0, 1] gives a hard 0/255 alpha.
+
+    ``alpha_matting=True`` re-estimates the alpha from the photo's colours in
+    the band where the map is unsure (hair, fur; see :mod:`u2net_hub.matting`)
+    and replaces the RGB there by the estimated object colour, so no
+    background shows through at the edge. The three ``alpha_matting_*`` knobs
+    are rembg's, with its defaults; ``network_size`` is the input side of the
+    network the map came from (default 320), which sets how wide the band is.
+    ``post_process_mask=True`` first applies rembg's morphological clean-up
+    (:func:`u2net_hub.matting.post_process_mask`: opening, blur, cut at 127),
+    which makes the mask hard.
     """
     rgb = load_image(image)
+    if alpha_matting and threshold:
+        raise ValueError("alpha_matting estimates a soft alpha; it cannot be combined with a threshold")
     if isinstance(probability, Image.Image):
         alpha = probability.convert("L")
         if threshold:
@@ -465,13 +486,29 @@ def cutout(
     if alpha.size != rgb.size:
         raise ValueError(f"the mask is {alpha.size[0]}x{alpha.size[1]} but the image is {rgb.size[0]}x{rgb.size[1]}")
     fill = parse_background(background)
+    if post_process_mask:
+        alpha = Image.fromarray(matting.post_process_mask(np.asarray(alpha)), mode="L")
+    if alpha_matting:
+        options = matting.MattingOptions(
+            foreground_threshold=alpha_matting_foreground_threshold,
+            background_threshold=alpha_matting_background_threshold,
+            erode_size=alpha_matting_erode_size,
+            network_size=network_size or matting.NETWORK_SIZE,
+        )
+        if isinstance(probability, Image.Image) or post_process_mask:
+            soft = np.asarray(alpha, dtype=np.float32) / np.float32(255.0)
+        else:
+            soft = np.asarray(probability, dtype=np.float32)
+        matte, colour = matting.matte(rgb, soft, options, progress=progress)
+        alpha = to_mask(matte)
+        rgb = Image.fromarray(colour, mode="RGB")
     if fill is None:
         out = rgb.convert("RGBA")
         out.putalpha(alpha)
         return out
     if fill == "blur":
         radius = max(2.0, max(rgb.size) / 40.0)
-        backdrop = rgb.filter(ImageFilter.GaussianBlur(radius))
+        backdrop = (load_image(image) if alpha_matting else rgb).filter(ImageFilter.GaussianBlur(radius))
     else:
         backdrop = Image.new("RGB", rgb.size, fill)
     return Image.composite(rgb, backdrop, alpha).convert("RGBA")

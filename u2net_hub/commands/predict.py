@@ -15,13 +15,16 @@ import re
 import sys
 from pathlib import Path, PurePath
 
+import numpy as np
 import torch
 from huggingface_hub import constants
+from PIL import Image
 from tqdm.auto import tqdm
 
 from ..hub import DEMO_MODEL
 from ..inference import predict
 from ..modeling import U2Net
+from ..matting import MattingError, MattingOptions, post_process_mask
 from ..processing import ImageLoadError, load_image, parse_background, set_max_pixels, to_mask
 from . import add_fast_path_arguments
 
@@ -54,13 +57,31 @@ def register(subparsers) -> None:
                         help="a save_pretrained folder or a Hub repo id (default: the bundled demo model)")
     parser.add_argument("--output-dir", "-o", required=True, metavar="DIR",
                         help="the folder to write the PNGs to (created if needed)")
-    parser.add_argument("--format", "-f", choices=FORMATS, default="mask",
-                        help="mask: 8-bit mask; rgba: cutout with the mask as alpha; sides: the six side outputs and the fused map")
+    parser.add_argument("--format", "-f", choices=FORMATS, default=None,
+                        help="mask (the default): 8-bit mask; rgba: cutout with the mask as alpha; sides: the six side outputs and the fused map")
     parser.add_argument("--normalize", action="store_true", help="min-max each map per image (the original's normPRED)")
     parser.add_argument("--threshold", type=float, default=None,
                         help="binarise at this probability (0..1) instead of writing soft masks")
     parser.add_argument("--background", default=None,
                         help="with --format rgba: fill the background with a colour (white, '#00ff00', 0,255,0) or 'blur'")
+    matting = parser.add_argument_group(
+        "alpha matting (rembg's flags; see docs/matting.md)",
+        "refine the edge (hair, fur) from the photo's own colours at full resolution and remove the background's "
+        "colour from it; applies to --format rgba (the cutout) and --format mask (the refined alpha)",
+    )
+    matting.add_argument("--alpha-matting", action="store_true",
+                         help="estimate the alpha with closed-form matting in the band where the mask is unsure")
+    matting.add_argument("--alpha-matting-foreground-threshold", type=int, default=None, metavar="0..255",
+                         help="mask level at or above which a pixel is surely object (default 240)")
+    matting.add_argument("--alpha-matting-background-threshold", type=int, default=None, metavar="0..255",
+                         help="mask level at or below which a pixel is surely background (default 10)")
+    matting.add_argument("--alpha-matting-erode-size", type=int, default=None, metavar="N",
+                         help="erode the sure regions by N pixels per 1000 px of the longer side (default 10)")
+    parser.add_argument("--post-process-mask", action="store_true",
+                        help="rembg's morphological clean-up of the mask: opening (3x3 cross), Gaussian blur (sigma 2), "
+                             "cut at 127; gives a hard mask with a smooth outline")
+    parser.add_argument("--only-mask", action="store_true",
+                        help="rembg's spelling of --format mask (write the mask, not the cutout)")
     parser.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default 8)")
     add_fast_path_arguments(parser)
     parser.add_argument("--compile", action="store_true",
@@ -256,17 +277,62 @@ def _outputs(stem: PurePath, output_dir: Path, fmt: str) -> list[Path]:
     return [output_dir / stem.parent / name for name in names]
 
 
+MATTING_KNOBS = ("alpha_matting_foreground_threshold", "alpha_matting_background_threshold", "alpha_matting_erode_size")
+MATTING_DEFAULTS = {"alpha_matting_foreground_threshold": 240, "alpha_matting_background_threshold": 10,
+                    "alpha_matting_erode_size": 10}
+
+
+def _matting_kwargs(args) -> dict:
+    return {name: MATTING_DEFAULTS[name] if getattr(args, name) is None else getattr(args, name) for name in MATTING_KNOBS}
+
+
 def _write(prediction, targets: list[Path], args, background) -> None:
     targets[0].parent.mkdir(parents=True, exist_ok=True)
     if args.format == "mask":
+        if args.alpha_matting:  # the refined alpha, as the mask
+            cut = prediction.cutout(alpha_matting=True, post_process_mask=args.post_process_mask, **_matting_kwargs(args))
+            cut.getchannel("A").save(targets[0])
+            return
         mask = prediction.mask if not args.threshold else to_mask(prediction.probability, args.threshold)
+        if args.post_process_mask:
+            mask = Image.fromarray(post_process_mask(np.asarray(mask)), mode="L")
         mask.save(targets[0])
     elif args.format == "rgba":
-        prediction.cutout(background=background, threshold=args.threshold).save(targets[0])
+        extra = _matting_kwargs(args) if args.alpha_matting else {}
+        prediction.cutout(background=background, threshold=args.threshold, alpha_matting=args.alpha_matting,
+                          post_process_mask=args.post_process_mask, **extra).save(targets[0])
     else:
         maps = [*prediction.side_probabilities, prediction.probability]
         for target, probability in zip(targets, maps, strict=True):
             to_mask(probability, args.threshold).save(target)
+
+
+def _check_matting(args) -> str | None:
+    """The one-line usage error for a bad combination of the matting flags, or None."""
+    given = [name for name in MATTING_KNOBS if getattr(args, name) is not None]
+    if given and not args.alpha_matting:
+        return f"--{given[0].replace('_', '-')} only applies with --alpha-matting"
+    if args.alpha_matting and args.format == "sides":
+        return "--alpha-matting applies to --format rgba or mask, not sides"
+    if args.post_process_mask and args.format == "sides":
+        return "--post-process-mask applies to --format rgba or mask, not sides"
+    if args.alpha_matting and args.threshold:
+        return "--alpha-matting estimates a soft alpha; it cannot be combined with --threshold"
+    if not args.alpha_matting:
+        return None
+    values = _matting_kwargs(args)
+    for name in ("alpha_matting_foreground_threshold", "alpha_matting_background_threshold"):
+        if not 0 <= values[name] <= 255:
+            return f"--{name.replace('_', '-')} must be from 0 to 255, got {values[name]}"
+    if values["alpha_matting_erode_size"] < 0:
+        return f"--alpha-matting-erode-size must be at least 0, got {values['alpha_matting_erode_size']}"
+    try:
+        MattingOptions(foreground_threshold=values["alpha_matting_foreground_threshold"],
+                       background_threshold=values["alpha_matting_background_threshold"],
+                       erode_size=values["alpha_matting_erode_size"])
+    except MattingError as error:
+        return f"alpha matting: {error}"
+    return None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -274,6 +340,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"u2net predict: {message}", file=sys.stderr)
         return 2
 
+    if args.only_mask and args.format not in (None, "mask"):
+        return usage(f"--only-mask means --format mask; it contradicts --format {args.format}")
+    args.format = args.format or "mask"
     if args.batch_size < 1:
         return usage(f"--batch-size must be at least 1, got {args.batch_size}")
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
@@ -282,6 +351,9 @@ def run(args: argparse.Namespace) -> int:
         return usage("--background only applies to --format rgba")
     if args.compile and not args.fast:
         return usage("--compile compiles the fast path; it cannot be combined with --no-fast")
+    problem = _check_matting(args)
+    if problem:
+        return usage(problem)
     try:
         background = _parse_background(args.background)
     except ValueError as error:

@@ -1,0 +1,197 @@
+"""Alpha matting quality, time and memory on generated hair/fur scenes with exact fractional alpha.
+
+Three ways to turn the bundled model's map into an alpha, on the same scenes
+(benchmarks/hair_scenes.py: strands over real scikit-image textures, exact
+coverage by supersampling):
+
+- ``plain``: the 8-bit mask itself (``Prediction.mask``), what ``--format rgba`` writes;
+- ``rembg``: rembg's ``alpha_matting_cutout`` re-created from its documented
+  behaviour (rembg is not installed): trimap = mask > 240 foreground,
+  mask < 10 background, each eroded by a 10x10 square; pymatting's
+  ``estimate_alpha_cf`` on the whole image, then ``estimate_foreground_ml``;
+- ``ours``: ``u2net_hub.matting.matte`` (what ``--alpha-matting`` runs).
+
+Each method runs in a fresh subprocess on the saved photo and map, so its
+time and peak RSS (``ru_maxrss``) are its own: they include Python, numpy,
+scipy, pymatting and reading the PNG, not the network (run beforehand, in
+this process). Errors are scored over the band where the true alpha is
+fractional (0 < alpha < 1) and over the whole image.
+
+Examples::
+
+    python benchmarks/matting.py                       # 8 scenes at 800x600, 2 at 4000x3000
+    python benchmarks/matting.py --scenes 4 --large 1 --rembg-cap 120
+    python benchmarks/matting.py --sizes 800x600 --methods plain,ours
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+METHODS = ("plain", "rembg", "ours")
+
+
+def cpu_name() -> str:
+    try:
+        for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
+            if line.startswith("Model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+# ------------------------------------------------------------------ workers
+
+
+def rembg_style(image: np.ndarray, mask: np.ndarray, foreground_threshold=240, background_threshold=10, erode_size=10):
+    """rembg's alpha matting as documented: fixed-threshold trimap, erosion, closed-form alpha, ML foreground."""
+    from pymatting import estimate_alpha_cf, estimate_foreground_ml
+    from scipy.ndimage import binary_erosion
+
+    is_foreground = mask > foreground_threshold
+    is_background = mask < background_threshold
+    structure = np.ones((erode_size, erode_size), dtype=np.uint8) if erode_size > 0 else None
+    is_foreground = binary_erosion(is_foreground, structure=structure)
+    is_background = binary_erosion(is_background, structure=structure, border_value=1)
+    trimap = np.full(mask.shape, 128, dtype=np.uint8)
+    trimap[is_foreground] = 255
+    trimap[is_background] = 0
+    image01 = image / 255.0
+    alpha = estimate_alpha_cf(image01, trimap / 255.0)
+    foreground = estimate_foreground_ml(image01, alpha)
+    return alpha.astype(np.float32), np.clip(foreground * 255, 0, 255).astype(np.uint8)
+
+
+def worker(method: str, folder: Path, network_size: int) -> None:
+    from PIL import Image
+
+    image = np.asarray(Image.open(folder / "image.png").convert("RGB"))
+    probability = np.load(folder / "probability.npy")
+    started = time.perf_counter()
+    if method == "plain":
+        alpha = np.clip(probability * 255 + 0.5, 0, 255).astype(np.uint8).astype(np.float32) / 255
+    elif method == "rembg":
+        mask = np.clip(probability * 255 + 0.5, 0, 255).astype(np.uint8)
+        alpha, _ = rembg_style(image, mask)
+    else:
+        from u2net_hub.matting import MattingOptions, matte
+
+        alpha, _ = matte(image, probability, MattingOptions(network_size=network_size), progress=False)
+    seconds = time.perf_counter() - started
+    np.save(folder / f"alpha-{method}.npy", alpha.astype(np.float32))
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"seconds": seconds, "peak_mb": peak_mb}))
+
+
+def run_worker(method: str, folder: Path, network_size: int, cap_s: float) -> dict | None:
+    try:
+        done = subprocess.run(
+            [sys.executable, __file__, "--worker", method, str(folder), str(network_size)],
+            capture_output=True, text=True, timeout=cap_s,
+        )
+    except subprocess.TimeoutExpired:
+        return None
+    if done.returncode != 0:
+        raise RuntimeError(f"{method} failed on {folder}:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+# ------------------------------------------------------------------- driver
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--scenes", type=int, default=8, help="scenes at the small size (default 8)")
+    parser.add_argument("--large", type=int, default=2, help="scenes at the large size (default 2)")
+    parser.add_argument("--sizes", default="800x600,4000x3000")
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--rembg-cap", type=float, default=300.0, help="seconds before rembg-style is stopped")
+    parser.add_argument("--cap", type=float, default=600.0, help="seconds before any other method is stopped")
+    parser.add_argument("--seed", type=int, default=1000, help="first scene seed (the tests and tuning used 0-7)")
+    parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        worker(args.worker[0], Path(args.worker[1]), int(args.worker[2]))
+        return
+
+    from PIL import Image
+
+    from hair_scenes import render
+    from u2net_hub import DEMO_MODEL, U2Net
+
+    model = U2Net.from_pretrained(DEMO_MODEL)
+    network_size = model.preprocessing.input_size
+    methods = args.methods.split(",")
+    sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")]
+    print(f"CPU: {cpu_name()}; model: bundled demo (input {network_size} px); methods in fresh subprocesses", flush=True)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="u2net-matting-") as tmp:
+        for index, (width, height) in enumerate(sizes):
+            count = args.scenes if index == 0 else args.large
+            for k in range(count):
+                seed = args.seed + k
+                scene = render(seed, width, height)
+                folder = Path(tmp) / f"{width}x{height}-{seed}"
+                folder.mkdir()
+                Image.fromarray(scene.image).save(folder / "image.png")
+                prediction = model.predict(Image.fromarray(scene.image), sides=False)
+                np.save(folder / "probability.npy", prediction.probability)
+                truth = scene.alpha
+                band = (truth > 0) & (truth < 1)
+                del scene, prediction
+                for method in methods:
+                    cap = args.rembg_cap if method == "rembg" else args.cap
+                    result = run_worker(method, folder, network_size, cap)
+                    row = {"size": f"{width}x{height}", "seed": seed, "method": method}
+                    if result is None:
+                        row.update(timeout=cap)
+                    else:
+                        alpha = np.load(folder / f"alpha-{method}.npy")
+                        error = np.abs(alpha - truth)
+                        row.update(band=float(error[band].mean()), all=float(error.mean()), **result)
+                        del alpha, error
+                    rows.append(row)
+                    print(json.dumps(row), flush=True)
+                del truth, band
+                for file in folder.iterdir():
+                    file.unlink()
+
+    print()
+    print("| size | method | band MAE (0<α<1) | whole-image MAE | time per image | peak RSS |")
+    print("|---|---|---|---|---|---|")
+    for size in dict.fromkeys(r["size"] for r in rows):
+        plain_band = None
+        for method in methods:
+            mine = [r for r in rows if r["size"] == size and r["method"] == method]
+            done = [r for r in mine if "band" in r]
+            if not done:
+                cap = mine[0]["timeout"] if mine else 0
+                print(f"| {size} | {method} | did not finish in {cap:.0f} s | | | |")
+                continue
+            band = np.mean([r["band"] for r in done])
+            plain_band = band if method == "plain" else plain_band
+            change = "" if method == "plain" or plain_band is None else f" ({(band / plain_band - 1) * 100:+.0f}% vs plain)"
+            unfinished = f", {len(mine) - len(done)} of {len(mine)} did not finish in {mine[0].get('timeout', 0):.0f} s" \
+                if len(done) < len(mine) else ""
+            print(f"| {size} | {method} | {band:.3f}{change} | {np.mean([r['all'] for r in done]):.4f} | "
+                  f"{np.mean([r['seconds'] for r in done]):.1f} s{unfinished} | "
+                  f"{max(r['peak_mb'] for r in done):.0f} MB |")
+    print(f"\n{len([r for r in rows if r['method'] == methods[0]])} scenes; CPU: {cpu_name()}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,217 @@
+"""Alpha matting: better edges than the plain mask on exact ground truth, no halo, bounded work, CLI end to end.
+
+The scenes are drawn here, independently of the code under test: an object
+with thin strands rendered at 8x and box-filtered (so the alpha is the exact
+coverage), composited over a real texture that ships with scikit-image. The
+"network" map is the ground truth seen at a low resolution (as a 64 px
+network would see it) and brought back up, i.e. the blur matting is meant to undo.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+from safetensors.torch import load_file
+
+from u2net_hub import U2Net, matting, predict
+from u2net_hub.processing import cutout
+
+SS = 8  # supersampling of the test scenes
+
+
+def _scene(width: int, height: int, colour=(220, 30, 30), background=None, strands: int = 60, seed: int = 0):
+    """(photo uint8, exact alpha float32, blurry map float32) for a disc with hair."""
+    rng = np.random.default_rng(seed)
+    big = Image.new("L", (width * SS, height * SS), 0)
+    draw = ImageDraw.Draw(big)
+    cx, cy, r = width * SS / 2, height * SS * 0.55, height * SS * 0.25
+    draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=255)
+    for angle in rng.uniform(-2.6, -0.5, strands):
+        length = rng.uniform(0.25, 0.5) * height * SS
+        points = [(cx + 0.9 * r * np.cos(angle), cy + 0.9 * r * np.sin(angle))]
+        heading = angle
+        for _ in range(12):
+            heading += rng.normal(0, 0.08)
+            x, y = points[-1]
+            points.append((x + np.cos(heading) * length / 12, y + np.sin(heading) * length / 12))
+        draw.line(points, fill=255, width=int(rng.integers(4, 10)))  # 0.5 .. 1.2 output pixels wide
+    alpha = np.asarray(big, dtype=np.float32).reshape(height, SS, width, SS).mean(axis=(1, 3)) / 255.0
+    if background is None:
+        from skimage import data
+
+        grass = np.asarray(Image.fromarray(data.grass()).resize((width, height)), dtype=np.float32) / 255.0
+        background = np.stack([0.2 * grass, 0.3 + 0.5 * grass, 0.15 * grass], axis=-1) * 255.0
+    photo = alpha[..., None] * np.asarray(colour, np.float32) + (1 - alpha[..., None]) * background
+    low = Image.fromarray(alpha, mode="F").resize((64, 64 * height // width), Image.Resampling.BOX)
+    blurry = np.clip(np.asarray(low.resize((width, height), Image.Resampling.BILINEAR)), 0, 1)
+    return np.clip(photo + 0.5, 0, 255).astype(np.uint8), alpha, blurry.astype(np.float32)
+
+
+def test_matting_lowers_the_error_over_the_fractional_band():
+    photo, truth, blurry = _scene(240, 180)
+    band = (truth > 0) & (truth < 1)
+    assert band.sum() > 500
+    plain = np.abs(np.round(blurry * 255) / 255 - truth)[band].mean()
+    alpha = matting.estimate_alpha(photo, blurry, matting.MattingOptions(network_size=64))
+    ours = np.abs(alpha - truth)[band].mean()
+    assert ours < 0.8 * plain, (ours, plain)
+    assert np.abs(alpha - truth).mean() < np.abs(blurry - truth).mean()
+    # Through the public cutout: same alpha, as 8 bits.
+    rgba = np.asarray(cutout(photo, blurry, alpha_matting=True, network_size=64))
+    assert np.abs(rgba[..., 3] / 255.0 - truth)[band].mean() < 0.8 * plain
+
+
+def test_cutout_colour_has_no_background_halo():
+    red, green = (230, 20, 20), (20, 200, 40)
+    photo, truth, blurry = _scene(200, 150, colour=red, background=np.array(green, np.float32), strands=40)
+    band = (truth > 0.1) & (truth < 0.9)
+    mixed = photo[band].astype(float)
+    assert mixed[:, 1].mean() > 60  # the photo's edge pixels are visibly green-tinted: the test can fail
+    rgba = np.asarray(cutout(photo, blurry, alpha_matting=True, network_size=64)).astype(float)
+    solved = band & (rgba[..., 3] > 25)
+    colour = rgba[solved][:, :3]
+    assert np.abs(colour - red).mean(axis=0).max() < 30, np.abs(colour - red).mean(axis=0)
+
+
+def test_a_large_image_is_solved_in_bounded_pieces(monkeypatch):
+    photo, truth, blurry = _scene(1200, 900, strands=150, seed=3)
+    sizes = []
+    real_cg = matting.cg
+
+    def recording_cg(A, b, *args, **kwargs):  # pymatting's solver, watched: how big is each system?
+        sizes.append(A.shape[0])
+        return real_cg(A, b, *args, **kwargs)
+
+    monkeypatch.setattr(matting, "cg", recording_cg)
+    options = matting.MattingOptions(network_size=64, max_unknowns=20_000, working_unknowns=40_000)
+    trimap = matting.make_trimap(blurry, options)
+    assert (trimap == 128).sum() > 100_000  # more unknowns than one solve may take
+    alpha = matting.estimate_alpha(photo, blurry, options)
+    assert sizes and max(sizes) <= 1.3 * options.max_unknowns and sum(sizes) <= 1.3 * options.working_unknowns
+    assert alpha.shape == truth.shape and alpha.dtype == np.float32
+    np.testing.assert_array_equal(alpha[trimap == 255], 1.0)
+    np.testing.assert_array_equal(alpha[trimap == 0], 0.0)
+    band = (truth > 0) & (truth < 1)
+    assert np.abs(alpha - truth)[band].mean() < np.abs(blurry - truth)[band].mean()
+
+
+def test_a_failing_preconditioner_falls_back_to_the_plain_mask(monkeypatch):
+    photo, _, blurry = _scene(160, 120)
+
+    def failing_ichol(*args, **kwargs):
+        raise ValueError("Thresholded incomplete Cholesky decomposition failed")
+
+    monkeypatch.setattr(matting, "ichol", failing_ichol)
+    options = matting.MattingOptions(network_size=64)
+    trimap = matting.make_trimap(blurry, options)
+    alpha = matting.estimate_alpha(photo, blurry, options)
+    unknown = trimap == 128
+    np.testing.assert_array_equal(alpha[unknown], blurry[unknown])
+    np.testing.assert_array_equal(alpha[~unknown], trimap[~unknown] / 255.0)
+
+
+def test_trimap_band_widens_with_the_image_to_network_ratio():
+    _, _, blurry = _scene(240, 180)
+    narrow = matting.make_trimap(blurry, matting.MattingOptions(network_size=240))
+    wide = matting.make_trimap(blurry, matting.MattingOptions(network_size=24))
+    assert (wide == 128).sum() > (narrow == 128).sum()
+    assert set(np.unique(wide)) <= {0, 128, 255}
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(foreground_threshold=300), "foreground-threshold"),
+    (dict(background_threshold=-1), "background-threshold"),
+    (dict(foreground_threshold=100, background_threshold=100), "must be below"),
+    (dict(erode_size=-2), "erode-size"),
+])
+def test_bad_options_are_clear_errors(kwargs, message):
+    with pytest.raises(matting.MattingError, match=message):
+        matting.MattingOptions(**kwargs)
+
+
+def test_post_process_mask_removes_specks_and_is_hard():
+    mask = np.zeros((60, 60), np.uint8)
+    mask[20:40, 20:40] = 255
+    mask[5, 5] = 255  # a one-pixel speck
+    mask[21:39, 20] = 128  # a soft edge
+    out = matting.post_process_mask(mask)
+    assert set(np.unique(out)) == {0, 255}
+    assert out[5, 5] == 0 and out[30, 30] == 255 and out[0, 0] == 0
+
+
+def test_plain_cutout_is_unchanged_without_the_flag():
+    photo, _, blurry = _scene(120, 90)
+    expected = np.dstack([photo, np.clip(blurry * 255 + 0.5, 0, 255).astype(np.uint8)])  # the photo + the 8-bit mask
+    np.testing.assert_array_equal(np.asarray(cutout(photo, blurry)), expected)
+    np.testing.assert_array_equal(np.asarray(cutout(photo, blurry, alpha_matting=False)), expected)
+
+
+# ------------------------------------------------------------------ CLI
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory, reference_dir) -> Path:
+    model = U2Net(variant="tiny", input_size=64)
+    model.load_state_dict(load_file(reference_dir / "tiny_random_weights.safetensors"))
+    folder = tmp_path_factory.mktemp("model")
+    model.save_pretrained(folder)
+    return folder
+
+
+def _u2net(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    return subprocess.run([sys.executable, "-m", "u2net_hub.cli", "predict", *args],
+                          capture_output=True, text=True, env=env, cwd=cwd, timeout=300)
+
+
+@pytest.mark.slow
+def test_cli_alpha_matting_end_to_end(tmp_path, model_dir, capsys):
+    from u2net_hub.cli import main
+
+    photo, _, _ = _scene(160, 120)
+    Image.fromarray(photo).save(tmp_path / "a.png")
+    knobs = ["--alpha-matting-foreground-threshold", "200", "--alpha-matting-background-threshold", "20",
+             "--alpha-matting-erode-size", "5"]
+    matted = _u2net("a.png", "-m", str(model_dir), "-o", "matted", "--format", "rgba", "--no-fast", "--alpha-matting",
+                    *knobs, cwd=tmp_path)  # a real process, as users run it
+    assert matted.returncode == 0, matted.stderr
+    assert main(["predict", str(tmp_path / "a.png"), "-m", str(model_dir), "-o", str(tmp_path / "mask"),
+                 "--only-mask", "--alpha-matting", "--no-fast", *knobs]) == 0
+    assert main(["predict", str(tmp_path / "a.png"), "-m", str(model_dir), "-o", str(tmp_path / "plain"),
+                 "--format", "rgba", "--no-fast"]) == 0
+    prediction = predict(U2Net.from_pretrained(model_dir), photo, fast=False)
+    plain_rgba = np.asarray(Image.open(tmp_path / "plain" / "a.png"))
+    np.testing.assert_array_equal(plain_rgba, np.dstack([photo, np.asarray(prediction.mask)]))  # unchanged path
+    expected = np.asarray(prediction.cutout(alpha_matting=True, alpha_matting_foreground_threshold=200,
+                                            alpha_matting_background_threshold=20, alpha_matting_erode_size=5))
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "matted" / "a.png")), expected)
+    written_mask = np.asarray(Image.open(tmp_path / "mask" / "a.png"))
+    assert written_mask.ndim == 2
+    np.testing.assert_array_equal(written_mask, expected[..., 3])
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--format", "rgba", "--alpha-matting", "--alpha-matting-foreground-threshold", "300"], "from 0 to 255"),
+    (["--format", "rgba", "--alpha-matting", "--alpha-matting-background-threshold", "250"], "must be below"),
+    (["--format", "rgba", "--alpha-matting-erode-size", "3"], "only applies with --alpha-matting"),
+    (["--format", "rgba", "--alpha-matting", "--alpha-matting-erode-size", "-1"], "at least 0"),
+    (["--format", "sides", "--alpha-matting"], "not sides"),
+    (["--format", "rgba", "--alpha-matting", "--threshold", "0.5"], "--threshold"),
+    (["--only-mask", "--format", "rgba"], "contradicts"),
+])
+def test_cli_bad_matting_flags_exit_2_with_one_line(tmp_path, capsys, extra, message):
+    from u2net_hub.cli import main
+
+    Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(tmp_path / "a.png")
+    code = main(["predict", str(tmp_path / "a.png"), "-o", str(tmp_path / "out"), *extra])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert message in err and "Traceback" not in err, err
+    assert len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "out").exists()

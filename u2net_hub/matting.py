@@ -1,0 +1,504 @@
+"""Alpha matting at full resolution: a trimap from the saliency map, then pymatting's solvers.
+
+Why: the network sees ``input_size`` x ``input_size`` (320 for the paper's
+models), so at 4000 px one network pixel covers ~12 image pixels and hair,
+fur and thin structures come back as a blur. Matting re-estimates the alpha
+from the photo's own colours where the saliency map is unsure.
+
+How (see docs/matting.md for the measurements behind each choice):
+
+1. **Trimap** (:func:`make_trimap`). Definite foreground where the probability
+   is at least ``foreground_threshold`` / 255, definite background where it is
+   at most ``background_threshold`` / 255 (rembg's knobs and defaults, 240 / 10),
+   both eroded; the rest is unknown. The erosion scales with the blur the
+   network's resolution leaves at this image size: ``erode_size`` pixels per
+   1000 pixels of the image's longer side (rembg uses a fixed ``erode_size``),
+   and the background side is pushed out by a further ``band_scale`` network
+   pixels, because hair reaches beyond where the blurred map fades out.
+2. **Alpha** (:func:`estimate_alpha`). pymatting's closed-form matting
+   Laplacian (Levin et al. 2008) solved with pymatting's conjugate gradients
+   and incomplete-Cholesky preconditioner, only over the unknown pixels, in
+   tiles of at most ``max_unknowns`` unknowns. A weak prior towards the
+   saliency map (weighted by how sure the map is) keeps every tile well posed
+   even when it holds no definite foreground. Large images are solved at a
+   reduced working resolution and brought back to full size with a colour
+   guided filter (He et al., "Fast Guided Filter") steered by the full-size
+   photo, so strand edges follow the photo, not the working grid.
+3. **Foreground colour** (:func:`estimate_foreground`): pymatting's multilevel
+   foreground estimation in the unknown band, so the cutout's RGB carries the
+   object's colour and not the background's (no halo).
+
+Bounded: a tile whose preconditioner or solver fails (an ill-posed or
+unlucky system) keeps the plain mask instead of hanging or crashing, so the
+result is never worse-posed than the plain mask.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+def _ndimage():
+    from scipy import ndimage  # third-party, imported when matting runs (keeps `import u2net_hub` light)
+
+    return ndimage
+
+
+def cg(*args, **kwargs):
+    """pymatting's conjugate gradients (imported on first use: pymatting loads numba)."""
+    from pymatting import cg as _cg
+
+    return _cg(*args, **kwargs)
+
+
+def ichol(*args, **kwargs):
+    """pymatting's thresholded incomplete Cholesky preconditioner."""
+    from pymatting import ichol as _ichol
+
+    return _ichol(*args, **kwargs)
+
+
+def cf_laplacian(*args, **kwargs):
+    """pymatting's closed-form matting Laplacian."""
+    from pymatting import cf_laplacian as _laplacian
+
+    return _laplacian(*args, **kwargs)
+
+
+def estimate_foreground_ml(*args, **kwargs):
+    """pymatting's multilevel foreground estimation."""
+    from pymatting import estimate_foreground_ml as _foreground
+
+    return _foreground(*args, **kwargs)
+
+
+#: rembg's defaults, same names (``--alpha-matting-foreground-threshold`` etc.).
+FOREGROUND_THRESHOLD = 240
+BACKGROUND_THRESHOLD = 10
+ERODE_SIZE = 10
+#: The network input the probability map came from when the caller does not say (the paper's 320).
+NETWORK_SIZE = 320
+
+
+class MattingError(ValueError):
+    """Bad matting arguments (thresholds out of range, mismatched sizes)."""
+
+
+@dataclass(frozen=True)
+class MattingOptions:
+    """The knobs of :func:`matte`, checked once.
+
+    ``foreground_threshold`` / ``background_threshold``: 0..255 levels of the
+    mask above / below which a pixel is definitely object / background.
+    ``erode_size``: how far (pixels per 1000 px of the longer side) the
+    definite regions are eroded before matting. ``network_size``: the
+    network input side the map came from; the unknown band widens with
+    ``image side / network_size``. ``band_scale``: how many network pixels
+    the background side of the band is pushed out. ``max_unknowns``: the
+    largest linear system solved at once (a tile); ``working_unknowns``: above
+    this many unknowns in total the solve runs at a reduced resolution.
+    """
+
+    foreground_threshold: int = FOREGROUND_THRESHOLD
+    background_threshold: int = BACKGROUND_THRESHOLD
+    erode_size: int = ERODE_SIZE
+    network_size: int = NETWORK_SIZE
+    band_scale: float = 1.5
+    epsilon: float = 1e-6
+    prior_weight: float = 1e-3
+    max_unknowns: int = 20_000
+    working_unknowns: int = 20_000
+    max_iterations: int = 400
+
+    def __post_init__(self) -> None:
+        for name in ("foreground_threshold", "background_threshold"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value <= 255:
+                raise MattingError(f"{name.replace('_', '-')} must be an integer from 0 to 255, got {value!r}")
+        if self.background_threshold >= self.foreground_threshold:
+            raise MattingError(
+                f"the background threshold ({self.background_threshold}) must be below the foreground threshold "
+                f"({self.foreground_threshold})"
+            )
+        if isinstance(self.erode_size, bool) or not isinstance(self.erode_size, (int, np.integer)) or self.erode_size < 0:
+            raise MattingError(f"erode-size must be an integer >= 0, got {self.erode_size!r}")
+        if not isinstance(self.network_size, (int, np.integer)) or self.network_size < 1:
+            raise MattingError(f"network_size must be a positive integer, got {self.network_size!r}")
+        if self.max_unknowns < 1000 or self.working_unknowns < 1000:
+            raise MattingError("max_unknowns and working_unknowns must be at least 1000")
+
+
+def _disk(radius: float) -> np.ndarray:
+    r = max(0, int(round(radius)))
+    y, x = np.ogrid[-r : r + 1, -r : r + 1]
+    return x * x + y * y <= r * r + r  # a slightly fuller disk: radius 1 is the 3x3 square minus nothing odd
+
+
+def _erode(mask: np.ndarray, radius: float) -> np.ndarray:
+    """Binary erosion by a disk, as repeated small erosions (fast and memory-light on 12 MP masks)."""
+    r = int(round(radius))
+    if r <= 0 or not mask.any():
+        return mask
+    # A disk of radius r ~ r/2 erosions by the 3x3 square interleaved with r/2 by the cross.
+    square, cross = np.ones((3, 3), bool), _ndimage().generate_binary_structure(2, 1)
+    out = mask
+    for k in range(r):
+        out = _ndimage().binary_erosion(out, structure=square if k % 2 else cross, border_value=1)
+    return out
+
+
+def make_trimap(probability: np.ndarray, options: MattingOptions | None = None) -> np.ndarray:
+    """Probability map (float H x W in [0, 1]) -> uint8 trimap: 0 background, 128 unknown, 255 foreground.
+
+    Why the band is wider than rembg's: the map is an upsampled 320 px (or
+    smaller) prediction, so its edge is blurred by ``side / network_size``
+    pixels; hair extends past where the map fades, so the background side of
+    the band reaches ``band_scale`` network pixels further out.
+    """
+    options = options or MattingOptions()
+    probability = np.asarray(probability, dtype=np.float32)
+    height, width = probability.shape
+    side = max(height, width)
+    ratio = side / options.network_size  # image pixels per network pixel
+    erode = options.erode_size * side / 1000.0
+    level = probability * np.float32(255.0)
+    foreground = level >= options.foreground_threshold
+    if not foreground.any() and level.max() > 127.5:
+        # A map that never reaches the threshold (a weak model): its own top decile is the sure part.
+        foreground = level >= max(127.5, float(level.max()) * 0.9)
+    background = level <= options.background_threshold
+    foreground = _erode(foreground, erode / 2)
+    background = _erode(background, erode + options.band_scale * ratio)
+    trimap = np.full(probability.shape, 128, dtype=np.uint8)
+    trimap[foreground] = 255
+    trimap[background] = 0
+    return trimap
+
+
+# ----------------------------------------------------------------- tiling
+
+
+def _tiles(unknown: np.ndarray, max_unknowns: int, margin: int) -> list[tuple[slice, slice, slice, slice]]:
+    """Windows over the unknown band: (outer rows, outer cols, inner rows, inner cols).
+
+    Each connected part's bounding box is cut into a grid of cells holding
+    about ``max_unknowns`` unknowns each; a cell is solved with ``margin``
+    pixels of context around it (so its cut edges see their neighbours) and
+    only its inner part is kept.
+    """
+    height, width = unknown.shape
+    labels, count = _ndimage().label(unknown, structure=np.ones((3, 3), bool))
+    windows = []
+    for box in _ndimage().find_objects(labels):
+        if box is None:
+            continue
+        rows, cols = box
+        part = unknown[rows, cols]
+        n = int(part.sum())
+        cells = max(1, math.ceil(n / max_unknowns))
+        h, w = part.shape
+        # Split the box into a grid of ~square cells.
+        ny = max(1, round(math.sqrt(cells * h / max(w, 1))))
+        nx = max(1, math.ceil(cells / ny))
+        ys = np.linspace(rows.start, rows.stop, ny + 1).round().astype(int)
+        xs = np.linspace(cols.start, cols.stop, nx + 1).round().astype(int)
+        for y0, y1 in zip(ys[:-1], ys[1:]):
+            for x0, x1 in zip(xs[:-1], xs[1:]):
+                if y1 <= y0 or x1 <= x0 or not unknown[y0:y1, x0:x1].any():
+                    continue
+                outer = (slice(max(0, y0 - margin), min(height, y1 + margin)),
+                         slice(max(0, x0 - margin), min(width, x1 + margin)))
+                windows.append((*outer, slice(y0, y1), slice(x0, x1)))
+    return windows
+
+
+def _solve_tile(image: np.ndarray, trimap: np.ndarray, prior: np.ndarray, options: MattingOptions) -> np.ndarray | None:
+    """Closed-form alpha of one tile (float64 image in [0, 1]); None when pymatting's solve fails.
+
+    The system is Levin et al.'s, restricted to the unknown pixels, plus
+    ``prior_weight * confidence * (alpha - prior)^2`` with confidence
+    ``(2 * prior - 1)^2``: nearly nothing where the map is unsure, enough to keep
+    a tile with no definite foreground (or no definite pixel at all) solvable.
+    """
+    known = trimap != 128
+    unknown = ~known
+    flat_unknown = unknown.ravel()
+    laplacian = cf_laplacian(image, epsilon=options.epsilon, radius=1, is_known=known.ravel())
+    rows = laplacian[flat_unknown]
+    system = rows[:, flat_unknown].tocsc()
+    fixed = (trimap.ravel()[~flat_unknown] == 255).astype(np.float64)
+    rhs = -(rows[:, ~flat_unknown] @ fixed)
+    guess = prior.ravel()[flat_unknown].astype(np.float64)
+    weight = options.prior_weight * (2.0 * guess - 1.0) ** 2 + 1e-9
+    system = system + _diagonal(weight)
+    rhs = rhs + weight * guess
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # ichol prints its retries
+            preconditioner = ichol(system.tocsc(), discard_threshold=1e-4, shifts=[0.0, 1e-4, 1e-3],
+                                   max_nnz=max(1_000_000, 160 * system.shape[0]))
+            solution = cg(system, rhs, x0=guess, M=preconditioner, rtol=1e-5, maxiter=options.max_iterations)
+    except (ValueError, ArithmeticError, MemoryError):  # ichol not positive definite / too dense, cg not converging
+        return None
+    if not np.isfinite(solution).all():
+        return None
+    alpha = trimap.astype(np.float64).ravel() / 255.0
+    alpha[flat_unknown] = solution
+    return np.clip(alpha, 0.0, 1.0).reshape(trimap.shape)
+
+
+def _diagonal(values: np.ndarray):
+    from scipy.sparse import diags
+
+    return diags(values, format="csc")
+
+
+# --------------------------------------------------------- guided upsampling
+
+
+def _box(x: np.ndarray, radius: int) -> np.ndarray:
+    return _ndimage().uniform_filter(x, size=2 * radius + 1, mode="reflect")
+
+
+def _guided_coefficients(guide: np.ndarray, source: np.ndarray, radius: int, eps: float) -> np.ndarray:
+    """The colour guided filter's linear model per pixel, (H, W, 4): source ~ a . guide + b, box-averaged."""
+    mean_i = [_box(guide[..., c], radius) for c in range(3)]
+    mean_p = _box(source, radius)
+    cov = np.stack([_box(guide[..., c] * source, radius) - mean_i[c] * mean_p for c in range(3)], axis=-1)
+    var = np.empty(source.shape + (3, 3), dtype=np.float32)
+    for c in range(3):
+        for d in range(c, 3):
+            v = _box(guide[..., c] * guide[..., d], radius) - mean_i[c] * mean_i[d]
+            var[..., c, d] = var[..., d, c] = v
+    var += np.eye(3, dtype=np.float32) * eps
+    a = np.linalg.solve(var, cov[..., None])[..., 0]
+    b = mean_p - (a * np.stack(mean_i, axis=-1)).sum(axis=-1)
+    coefficients = np.concatenate([a, b[..., None]], axis=-1)
+    for k in range(4):
+        coefficients[..., k] = _box(coefficients[..., k], radius)
+    return coefficients.astype(np.float32)
+
+
+def _upsample_rows(coefficients: np.ndarray, size: tuple[int, int], top: int, bottom: int) -> np.ndarray:
+    """Bilinear resize of the (h, w, 4) coefficients to full ``size`` (w, h), rows top..bottom only."""
+    width, height = size
+    low_h, low_w = coefficients.shape[:2]
+    scale = low_h / height
+    box = (0.0, top * scale, float(low_w), bottom * scale)
+    planes = [
+        np.asarray(Image.fromarray(np.ascontiguousarray(coefficients[..., k])).resize(
+            (width, bottom - top), Image.Resampling.BILINEAR, box=box), dtype=np.float32)
+        for k in range(4)
+    ]
+    return np.stack(planes, axis=-1)
+
+
+# ------------------------------------------------------------------ public
+
+
+def _as_rgb(image) -> np.ndarray:
+    if isinstance(image, Image.Image):
+        image = image.convert("RGB")
+    array = np.asarray(image)
+    if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8:
+        raise MattingError(f"expected an RGB image (uint8 H x W x 3), got {array.dtype} {array.shape}")
+    return array
+
+
+def estimate_alpha(image, probability: np.ndarray, options: MattingOptions | None = None,
+                   trimap: np.ndarray | None = None, progress: bool | None = None) -> np.ndarray:
+    """Full-size float32 alpha in [0, 1] from the photo and its saliency map.
+
+    Args:
+        image: RGB PIL image or uint8 H x W x 3 array.
+        probability: float H x W map in [0, 1] at the image's size (``Prediction.probability``).
+        options: :class:`MattingOptions` (rembg's thresholds and the scale knobs).
+        trimap: a ready uint8 trimap (0 / 128 / 255) instead of :func:`make_trimap`'s.
+        progress: show a tqdm bar over the tiles (default: when there are more than 4 of them).
+
+    Returns:
+        float32 H x W alpha; outside the unknown band it is exactly 0 or 1.
+    """
+    options = options or MattingOptions()
+    rgb = _as_rgb(image)
+    probability = np.asarray(probability, dtype=np.float32)
+    height, width = probability.shape
+    if rgb.shape[:2] != probability.shape:
+        raise MattingError(f"the mask is {width}x{height} but the image is {rgb.shape[1]}x{rgb.shape[0]}")
+    trimap = make_trimap(probability, options) if trimap is None else trimap
+    unknown = trimap == 128
+    alpha = trimap.astype(np.float32) / np.float32(255.0)
+    n_unknown = int(unknown.sum())
+    if n_unknown == 0:
+        return alpha
+    if not (trimap == 255).any():  # nothing definitely object: matting has nothing to grow from
+        alpha[unknown] = probability[unknown]
+        return alpha
+
+    scale = min(1.0, math.sqrt(options.working_unknowns / n_unknown))
+    if scale > 0.85:
+        scale = 1.0
+    if scale < 1.0:
+        low_size = (max(8, round(width * scale)), max(8, round(height * scale)))
+        work_image = np.asarray(Image.fromarray(rgb).resize(low_size, Image.Resampling.BOX))
+        work_probability = np.asarray(Image.fromarray(probability, mode="F").resize(low_size, Image.Resampling.BOX))
+        work_trimap = np.asarray(Image.fromarray(trimap).resize(low_size, Image.Resampling.NEAREST))
+        # A low-res pixel is only "known" when every full-size pixel under it is.
+        known_share = np.asarray(Image.fromarray((~unknown).astype(np.float32), mode="F").resize(
+            low_size, Image.Resampling.BOX))
+        work_trimap = np.where(known_share > 0.999, work_trimap, 128).astype(np.uint8)
+    else:
+        work_image, work_probability, work_trimap = rgb, probability, trimap
+    work_alpha = work_trimap.astype(np.float32) / 255.0
+    work_unknown = work_trimap == 128
+    work_alpha[work_unknown] = work_probability[work_unknown]
+
+    windows = _tiles(work_unknown, options.max_unknowns, margin=12)
+    show = progress if progress is not None else len(windows) > 4
+    from tqdm.auto import tqdm
+
+    for outer_rows, outer_cols, inner_rows, inner_cols in tqdm(windows, desc="alpha matting", unit="tile",
+                                                               disable=not show, leave=False):
+        tile_trimap = work_trimap[outer_rows, outer_cols]
+        if not (tile_trimap == 128).any():
+            continue
+        tile_image = work_image[outer_rows, outer_cols].astype(np.float64) / 255.0
+        solved = _solve_tile(tile_image, tile_trimap, work_probability[outer_rows, outer_cols], options)
+        if solved is None:
+            continue  # this tile keeps the plain mask
+        iy = slice(inner_rows.start - outer_rows.start, inner_rows.stop - outer_rows.start)
+        ix = slice(inner_cols.start - outer_cols.start, inner_cols.stop - outer_cols.start)
+        keep = work_unknown[inner_rows, inner_cols]
+        target = work_alpha[inner_rows, inner_cols]
+        target[keep] = solved[iy, ix][keep]
+
+    if scale < 1.0:
+        guide = work_image.astype(np.float32) / 255.0
+        # A window of ~2/scale full-size pixels: enough samples to fit the strand-vs-backdrop colour model.
+        coefficients = _guided_coefficients(guide, work_alpha, radius=max(1, int(round(1 / scale))), eps=1e-3)
+        del guide
+        rows_any = np.flatnonzero(unknown.any(axis=1))
+        step = max(16, (1 << 20) // width)
+        for top in range(int(rows_any[0]), int(rows_any[-1]) + 1, step):
+            bottom = min(height, top + step)
+            band_unknown = unknown[top:bottom]
+            if not band_unknown.any():
+                continue
+            ab = _upsample_rows(coefficients, (width, height), top, bottom)
+            rgbf = rgb[top:bottom].astype(np.float32) / np.float32(255.0)
+            q = (ab[..., :3] * rgbf).sum(axis=-1) + ab[..., 3]
+            np.clip(q, 0.0, 1.0, out=q)
+            alpha[top:bottom][band_unknown] = q[band_unknown]
+    else:
+        alpha[unknown] = work_alpha[unknown]
+    return alpha
+
+
+def estimate_foreground(image, alpha: np.ndarray, band: np.ndarray | None = None,
+                        max_pixels: int = 1_500_000) -> np.ndarray:
+    """The object's own colour (uint8 H x W x 3), so a cutout has no background halo.
+
+    pymatting's multilevel foreground estimation (Germer et al. 2020) runs on
+    the bounding boxes of the fractional band only (elsewhere the object's
+    colour is the photo's), in pieces of at most ``max_pixels``.
+
+    Args:
+        image: RGB PIL image or uint8 H x W x 3 array.
+        alpha: float H x W alpha in [0, 1].
+        band: where to estimate (default: where 0 < alpha < 1).
+
+    Returns:
+        uint8 H x W x 3: the photo, with the band's colours replaced by the estimated foreground.
+    """
+    rgb = _as_rgb(image)
+    alpha = np.asarray(alpha, dtype=np.float32)
+    band = ((alpha > 0.0) & (alpha < 1.0)) if band is None else band
+    out = rgb.copy()
+    if not band.any():
+        return out
+    side = max(64, int(math.sqrt(max_pixels)))
+    windows = _tiles(band, max_pixels // 2, margin=16)
+    for outer_rows, outer_cols, inner_rows, inner_cols in windows:
+        h, w = outer_rows.stop - outer_rows.start, outer_cols.stop - outer_cols.start
+        if h * w > max_pixels:  # a thin diagonal band: its box is larger than its pixels; cut it further
+            for y in range(outer_rows.start, outer_rows.stop, side):
+                for x in range(outer_cols.start, outer_cols.stop, side):
+                    _foreground_window(rgb, alpha, band, out, slice(y, min(y + side, outer_rows.stop)),
+                                       slice(x, min(x + side, outer_cols.stop)), margin=16)
+            continue
+        _foreground_window(rgb, alpha, band, out, inner_rows, inner_cols, margin=16)
+    return out
+
+
+def _foreground_window(rgb, alpha, band, out, rows: slice, cols: slice, margin: int) -> None:
+    height, width = alpha.shape
+    y0, y1 = max(0, rows.start - margin), min(height, rows.stop + margin)
+    x0, x1 = max(0, cols.start - margin), min(width, cols.stop + margin)
+    inner = band[rows, cols]
+    if not inner.any():
+        return
+    tile = rgb[y0:y1, x0:x1].astype(np.float64) / 255.0
+    foreground = estimate_foreground_ml(tile, alpha[y0:y1, x0:x1].astype(np.float64))
+    piece = foreground[rows.start - y0 : rows.stop - y0, cols.start - x0 : cols.stop - x0]
+    target = out[rows, cols]
+    target[inner] = np.clip(piece[inner] * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+def matte(image, probability: np.ndarray, options: MattingOptions | None = None,
+          progress: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Alpha and foreground colour of the salient object at the photo's full size.
+
+    Args:
+        image: RGB PIL image or uint8 H x W x 3 array.
+        probability: float H x W saliency map in [0, 1] at the image's size.
+        options: :class:`MattingOptions`.
+        progress: tqdm bar over the solve tiles (default: on for long images).
+
+    Returns:
+        (alpha float32 H x W in [0, 1], foreground uint8 H x W x 3).
+    """
+    alpha = estimate_alpha(image, probability, options, progress=progress)
+    return alpha, estimate_foreground(image, alpha)
+
+
+def post_process_mask(mask: np.ndarray) -> np.ndarray:
+    """rembg's ``--post-process-mask``: a morphological clean-up that makes the mask hard.
+
+    An opening with a 3x3 cross (removes specks and one-pixel bridges), a
+    Gaussian blur (sigma 2, 5x5 window) that rounds the outline, then a cut at
+    level 127: the result is a 0/255 uint8 mask with smooth edges. It throws
+    away soft edges, so it does not combine with alpha matting's fractional alpha
+    (use it on masks, or before matting to clean the map the trimap is cut from).
+
+    Args:
+        mask: uint8 H x W (0..255) or float H x W in [0, 1].
+
+    Returns:
+        uint8 H x W of 0 and 255.
+    """
+    array = np.asarray(mask)
+    if array.dtype != np.uint8:
+        array = np.clip(np.asarray(array, dtype=np.float32) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    cross = _ndimage().generate_binary_structure(2, 1)
+    opened = _ndimage().grey_opening(array, footprint=cross)
+    blurred = _ndimage().gaussian_filter(opened.astype(np.float32), sigma=2.0, truncate=1.0)
+    return np.where(blurred < 127, 0, 255).astype(np.uint8)
+
+
+__all__ = [
+    "BACKGROUND_THRESHOLD",
+    "ERODE_SIZE",
+    "FOREGROUND_THRESHOLD",
+    "MattingError",
+    "MattingOptions",
+    "NETWORK_SIZE",
+    "estimate_alpha",
+    "estimate_foreground",
+    "make_trimap",
+    "matte",
+    "post_process_mask",
+]
