@@ -12,7 +12,7 @@ coverage by supersampling):
 - ``ours``: ``u2net_hub.matting.matte`` (what ``--alpha-matting`` runs).
 
 Each method runs in a fresh subprocess on the saved photo and map, so its
-time and peak RSS (``ru_maxrss``) are its own: they include Python, numpy,
+time and peak RSS (``VmHWM``) are its own: they include Python, numpy,
 scipy, pymatting and reading the PNG, not the network (run beforehand, in
 this process). Errors are scored over the band where the true alpha is
 fractional (0 < alpha < 1) and over the whole image.
@@ -76,6 +76,18 @@ def rembg_style(image: np.ndarray, mask: np.ndarray, foreground_threshold=240, b
     return alpha.astype(np.float32), np.clip(foreground * 255, 0, 255).astype(np.uint8)
 
 
+def peak_rss_mb() -> float:
+    """This process's resident-set high-water mark. VmHWM belongs to this address space only: ru_maxrss would
+    carry over the parent's peak through fork + exec (the parent holds torch, the model and the scene)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def worker(method: str, folder: Path, network_size: int) -> None:
     from PIL import Image
 
@@ -93,7 +105,7 @@ def worker(method: str, folder: Path, network_size: int) -> None:
         alpha, _ = matte(image, probability, MattingOptions(network_size=network_size), progress=False)
     seconds = time.perf_counter() - started
     np.save(folder / f"alpha-{method}.npy", alpha.astype(np.float32))
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_mb = peak_rss_mb()
     print(json.dumps({"seconds": seconds, "peak_mb": peak_mb}))
 
 

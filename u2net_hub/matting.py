@@ -99,9 +99,13 @@ class MattingOptions:
     definite regions are eroded before matting. ``network_size``: the
     network input side the map came from; the unknown band widens with
     ``image side / network_size``. ``band_scale``: how many network pixels
-    the background side of the band is pushed out. ``max_unknowns``: the
-    largest linear system solved at once (a tile); ``working_unknowns``: above
-    this many unknowns in total the solve runs at a reduced resolution.
+    the background side of the band is pushed out. ``working_scale``: the
+    solve runs at most at ``working_scale`` times the network's resolution;
+    finer detail comes from the guided upsampling, which follows the full-size
+    photo (solving finer measured worse and slower: the band is as wide as the
+    map's blur). ``max_unknowns``: the largest linear system solved at once
+    (a tile); ``working_unknowns``: the most unknowns solved in all (a time
+    cap: the working resolution drops further to stay under it).
     """
 
     foreground_threshold: int = FOREGROUND_THRESHOLD
@@ -111,8 +115,9 @@ class MattingOptions:
     band_scale: float = 1.5
     epsilon: float = 1e-6
     prior_weight: float = 1e-3
+    working_scale: float = 2.0
     max_unknowns: int = 20_000
-    working_unknowns: int = 20_000
+    working_unknowns: int = 200_000
     max_iterations: int = 400
 
     def __post_init__(self) -> None:
@@ -158,25 +163,36 @@ def make_trimap(probability: np.ndarray, options: MattingOptions | None = None) 
     Why the band is wider than rembg's: the map is an upsampled 320 px (or
     smaller) prediction, so its edge is blurred by ``side / network_size``
     pixels; hair extends past where the map fades, so the background side of
-    the band reaches ``band_scale`` network pixels further out.
+    the band reaches ``band_scale`` network pixels further out. On large
+    images the trimap is cut at 4x the network's resolution (the map has no
+    finer detail) and enlarged, so 12 MP costs no full-size morphology.
     """
     options = options or MattingOptions()
     probability = np.asarray(probability, dtype=np.float32)
     height, width = probability.shape
     side = max(height, width)
     ratio = side / options.network_size  # image pixels per network pixel
-    erode = options.erode_size * side / 1000.0
-    level = probability * np.float32(255.0)
+    shrink = max(1, int(ratio // 4))
+    if shrink > 1:
+        small = (max(1, round(width / shrink)), max(1, round(height / shrink)))
+        level = np.asarray(Image.fromarray(probability, mode="F").resize(small, Image.Resampling.BOX)) * np.float32(255)
+    else:
+        level = probability * np.float32(255.0)
+    erode = options.erode_size * side / 1000.0 / shrink
     foreground = level >= options.foreground_threshold
-    if not foreground.any() and level.max() > 127.5:
-        # A map that never reaches the threshold (a weak model): its own top decile is the sure part.
-        foreground = level >= max(127.5, float(level.max()) * 0.9)
+    confident = level >= 127.5
+    if foreground.sum() < 0.3 * confident.sum():
+        # A map that rarely reaches the threshold (an unsure model, a low-contrast object): the upper half of
+        # its own confident region is the sure part, so the solve has an object to grow from.
+        foreground |= level >= max(127.5, float(np.median(level[confident])))
     background = level <= options.background_threshold
     foreground = _erode(foreground, erode / 2)
-    background = _erode(background, erode + options.band_scale * ratio)
-    trimap = np.full(probability.shape, 128, dtype=np.uint8)
+    background = _erode(background, erode + options.band_scale * ratio / shrink)
+    trimap = np.full(level.shape, 128, dtype=np.uint8)
     trimap[foreground] = 255
     trimap[background] = 0
+    if shrink > 1:
+        trimap = np.asarray(Image.fromarray(trimap).resize((width, height), Image.Resampling.NEAREST))
     return trimap
 
 
@@ -339,7 +355,8 @@ def estimate_alpha(image, probability: np.ndarray, options: MattingOptions | Non
         alpha[unknown] = probability[unknown]
         return alpha
 
-    scale = min(1.0, math.sqrt(options.working_unknowns / n_unknown))
+    ratio = max(height, width) / options.network_size
+    scale = min(1.0, options.working_scale / ratio, math.sqrt(options.working_unknowns / n_unknown))
     if scale > 0.85:
         scale = 1.0
     if scale < 1.0:
@@ -378,8 +395,9 @@ def estimate_alpha(image, probability: np.ndarray, options: MattingOptions | Non
 
     if scale < 1.0:
         guide = work_image.astype(np.float32) / 255.0
-        # A window of ~2/scale full-size pixels: enough samples to fit the strand-vs-backdrop colour model.
-        coefficients = _guided_coefficients(guide, work_alpha, radius=max(1, int(round(1 / scale))), eps=1e-3)
+        # A window of ~2 network pixels each side: enough samples to fit the strand-vs-backdrop colour model.
+        radius = max(1, int(round(1.9 * ratio * scale)))
+        coefficients = _guided_coefficients(guide, work_alpha, radius=radius, eps=1e-3)
         del guide
         rows_any = np.flatnonzero(unknown.any(axis=1))
         step = max(16, (1 << 20) // width)
@@ -419,6 +437,26 @@ def estimate_foreground(image, alpha: np.ndarray, band: np.ndarray | None = None
     band = ((alpha > 0.0) & (alpha < 1.0)) if band is None else band
     out = rgb.copy()
     if not band.any():
+        return out
+    height, width = alpha.shape
+    if height * width > 2 * max_pixels:
+        # The object's colour varies slowly: estimate it at ~max_pixels and enlarge it into the band.
+        scale = math.sqrt(max_pixels / (height * width))
+        size = (max(8, round(width * scale)), max(8, round(height * scale)))
+        small_rgb = np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.BOX))
+        small_alpha = np.asarray(Image.fromarray(alpha, mode="F").resize(size, Image.Resampling.BOX))
+        small_fg = estimate_foreground(small_rgb, small_alpha, max_pixels=max_pixels)
+        step = max(16, (1 << 20) // width)
+        planes = [Image.fromarray(np.ascontiguousarray(small_fg[..., c])) for c in range(3)]
+        for top in range(0, height, step):
+            bottom = min(height, top + step)
+            rows = band[top:bottom]
+            if not rows.any():
+                continue
+            box = (0.0, top * size[1] / height, float(size[0]), bottom * size[1] / height)
+            piece = np.stack([np.asarray(p.resize((width, bottom - top), Image.Resampling.BILINEAR, box=box))
+                              for p in planes], axis=-1)
+            out[top:bottom][rows] = piece[rows]
         return out
     side = max(64, int(math.sqrt(max_pixels)))
     windows = _tiles(band, max_pixels // 2, margin=16)
