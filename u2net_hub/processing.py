@@ -33,8 +33,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageColor, ImageFilter, ImageOps, UnidentifiedImageError
 
-from . import matting
 from .configs import Preprocessing
+from .matting import NETWORK_SIZE, MattingOptions, matte, post_process_mask as clean_mask
 
 #: Colour that transparent pixels are composited on before the network sees them.
 ALPHA_BACKGROUND = (255, 255, 255)
@@ -487,20 +487,20 @@ def cutout(
         raise ValueError(f"the mask is {alpha.size[0]}x{alpha.size[1]} but the image is {rgb.size[0]}x{rgb.size[1]}")
     fill = parse_background(background)
     if post_process_mask:
-        alpha = Image.fromarray(matting.post_process_mask(np.asarray(alpha)), mode="L")
+        alpha = Image.fromarray(clean_mask(np.asarray(alpha)), mode="L")
     if alpha_matting:
-        options = matting.MattingOptions(
+        options = MattingOptions(
             foreground_threshold=alpha_matting_foreground_threshold,
             background_threshold=alpha_matting_background_threshold,
             erode_size=alpha_matting_erode_size,
-            network_size=network_size or matting.NETWORK_SIZE,
+            network_size=network_size or NETWORK_SIZE,
         )
         if isinstance(probability, Image.Image) or post_process_mask:
             soft = np.asarray(alpha, dtype=np.float32) / np.float32(255.0)
         else:
             soft = np.asarray(probability, dtype=np.float32)
-        matte, colour = matting.matte(rgb, soft, options, progress=progress)
-        alpha = to_mask(matte)
+        matted, colour = matte(rgb, soft, options, progress=progress)
+        alpha = to_mask(matted)
         rgb = Image.fromarray(colour, mode="RGB")
     if fill is None:
         out = rgb.convert("RGBA")
