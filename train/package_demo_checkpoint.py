@@ -99,7 +99,7 @@ def main() -> None:
             f"On real photographs ({real.get('count', '?')} photos made by train/make_real_validation.py: "
             "scikit-image's astronaut, coffee, rocket, motorcycle and cameraman, and Debian wallpaper photos of "
             "flowers, a leaf, a kite and a ladybird, with hand-seeded random-walker masks; none of them in the "
-            "training data), measured with `u2net evaluate --exact`:\n\n| metric | value |\n|---|---|\n" + rows
+            "training data), measured with `u2net evaluate --no-fast`:\n\n| metric | value |\n|---|---|\n" + rows
         )
     training = {
         "dataset": dataset,
