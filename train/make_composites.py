@@ -128,6 +128,11 @@ def render_composite(seed: int, index: int, size: int) -> tuple[Image.Image, Ima
     return out, obj_mask
 
 
+def background_name(seed: int, index: int) -> str:
+    """The stem of the photograph composite `index` of set `seed` is drawn on (its first random draw)."""
+    return _PHOTOS[int(np.random.default_rng([seed, index]).integers(len(_PHOTOS)))].stem
+
+
 def _write(job) -> None:
     kind, seed, index, size, out, quality = job
     if kind == "composite":
@@ -153,6 +158,8 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=160)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--exclude_backgrounds", nargs="*", default=[], metavar="NAME",
+                        help="skip the composites drawn on these photos (stems); they still serve as fills")
     args = parser.parse_args()
     photos = sorted(args.photos.glob("*.jpg"))
     if len(photos) < 2:
@@ -160,13 +167,19 @@ def main() -> None:
     (args.out / "images").mkdir(parents=True, exist_ok=True)
     (args.out / "masks").mkdir(parents=True, exist_ok=True)
     quality_rng = np.random.default_rng(args.seed + 1)
+    _init(photos)
+    unknown = set(args.exclude_backgrounds) - {p.stem for p in photos}
+    if unknown:
+        raise SystemExit(f"error: --exclude_backgrounds: no such photo in {args.photos}: {sorted(unknown)}")
     jobs = [("composite", args.seed, i, args.size, args.out, int(quality_rng.integers(75, 96)))
             for i in range(args.num_composites)]
+    jobs = [job for job in jobs if background_name(args.seed, job[2]) not in args.exclude_backgrounds]
     jobs += [("synthetic", 0, i, args.size, args.out, 95) for i in range(args.num_synthetic)]
     with Pool(args.workers, initializer=_init, initargs=(photos,)) as pool:
         for _ in tqdm(pool.imap_unordered(_write, jobs, chunksize=32), total=len(jobs), desc="composites"):
             pass
-    print(f"wrote {len(jobs)} images to {args.out} ({args.num_composites} composites on {len(photos)} photos, "
+    print(f"wrote {len(jobs)} images to {args.out} ({len(jobs) - args.num_synthetic} composites on "
+          f"{len(photos) - len(args.exclude_backgrounds)} background photos ({len(photos)} as fills), "
           f"{args.num_synthetic} synthetic scenes)")
 
 

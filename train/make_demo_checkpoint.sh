@@ -24,7 +24,7 @@ SIZE=160
 HELDOUT_SEED=20261125
 HELDOUT_DIR=${HELDOUT_DIR:-runs/heldout-synthetic-$HELDOUT_SEED}
 PHOTOS=${PHOTOS:-runs/photos}
-COMPOSITES=${COMPOSITES:-runs/composites-$SIZE}
+COMPOSITES=${COMPOSITES:-runs/composites-$SIZE-stuff}
 REAL_DIR=${REAL_DIR:-runs/real-validation}
 export HF_HUB_OFFLINE=1
 LAUNCH=("$PY" -m accelerate.commands.launch --num_processes 1 --num_machines 1 --mixed_precision no
@@ -49,13 +49,17 @@ fi
 [ -f "$PHOTOS/.done" ] || { train/fetch_photos.sh "$PHOTOS" && touch "$PHOTOS/.done"; }
 [ -f "$COMPOSITES/.done" ] || {
   "$PY" train/make_composites.py --photos "$PHOTOS/train" --out "$COMPOSITES" \
-    --num_composites 8000 --num_synthetic 4000 --size $SIZE && touch "$COMPOSITES/.done"; }
+    --num_composites 8000 --num_synthetic 4000 --size $SIZE \
+    --exclude_backgrounds FreshFlower TwoWings ColorfulCups EveningGlow && touch "$COMPOSITES/.done"; }
 
-# -- stage 2: fine-tune stage 1 on them (200 images held out for the validation during training)
+# -- stage 2: fine-tune stage 1 on them (200 images held out for the validation during training). A first try
+#    at lr 3e-4 on all 18 backgrounds lost synthetic maxF (0.961 -> 0.948) and real-photo maxF (0.486 -> 0.400)
+#    in 300 steps; hence the gentler rate, and no backgrounds full of objects (flowers, cups, boats) that
+#    would teach "a real object is background".
 "${LAUNCH[@]}" \
   --init_from "$STAGE1_DIR" --train_data_dir "$COMPOSITES" --validation_split 200 \
   --resolution $SIZE --crop_size 144 \
-  --train_batch_size 8 --learning_rate 3e-4 --lr_scheduler cosine --lr_warmup_steps 100 \
+  --train_batch_size 8 --learning_rate 1e-4 --lr_scheduler cosine --lr_warmup_steps 50 \
   --max_train_steps "$STAGE2_STEPS" \
   --mixed_precision bf16 --dataloader_num_workers 1 --seed 0 \
   --checkpointing_steps 100 --checkpoints_total_limit 2 --validation_steps 500 \
@@ -87,4 +91,4 @@ PYTHON
 "$PY" train/package_demo_checkpoint.py --run_dir "$RUN_DIR" --metrics_json "$RUN_DIR/heldout_metrics.json" \
   --real_metrics_json "$RUN_DIR/real_metrics.json" --stage1_dir "$STAGE1_DIR" \
   --heldout "a held-out synthetic split (300 scenes at 160x160, seed $HELDOUT_SEED, never used in training)" \
-  --command "train/make_demo_checkpoint.sh   # stage 1: train.py --variant tiny --max_train_steps $STAGE1_STEPS; stage 2: train.py --init_from STAGE1 --train_data_dir $COMPOSITES --learning_rate 3e-4 --max_train_steps $STAGE2_STEPS ..."
+  --command "train/make_demo_checkpoint.sh   # stage 1: train.py --variant tiny --max_train_steps $STAGE1_STEPS; stage 2: train.py --init_from STAGE1 --train_data_dir $COMPOSITES --learning_rate 1e-4 --max_train_steps $STAGE2_STEPS ..."
