@@ -77,10 +77,10 @@ def main() -> None:
             "`accelerate launch train/train.py --dataset_name nobg/DUTS`."
         )
     else:
-        dataset = ("stage 1: the built-in synthetic saliency scenes (seed 0); stage 2: 8,000 copy-paste composites "
-                   "of synthetic objects on crops of 18 real photographs shipped by Debian wallpaper packages (half "
-                   "of the objects filled with real photo crops; train/make_composites.py), mixed with 4,000 plain "
-                   "synthetic scenes (200 of the 12,000 held out for validation)")
+        dataset = ("stage 1: the built-in synthetic saliency scenes (seed 0); stage 2: 6,168 copy-paste composites "
+                   "of synthetic objects on crops of 14 real photographs shipped by Debian wallpaper packages (half "
+                   "of the objects filled with crops of 18 photographs; train/make_composites.py), mixed with 4,000 "
+                   "plain synthetic scenes (200 of the 10,168 held out for validation)")
         first = (f"{stage1['steps']:,} steps (batch 8) in {stage1['seconds'] / 60:.0f} min over "
                  f"{stage1['sessions']} session(s)") if stage1 else args.stage1_summary
         steps = f"stage 1: {first}; stage 2: {totals['steps']:,} steps (batch 8, {totals['steps'] * 8:,} images seen)"
