@@ -29,6 +29,7 @@ TIERS = {
     "u2net_hub.processing": 1,
     "u2net_hub.matting": 1,  # processing.cutout(alpha_matting=True) uses it; it imports nothing of ours
     "u2net_hub.acceleration": 2,
+    "u2net_hub.pipeline": 3,  # the overlapped batch loop predict() runs on
     "u2net_hub.inference": 3,
     "u2net_hub.modeling": 4,
     # 5: every other library module (losses, convert, export, training, data, ...)

@@ -15,7 +15,10 @@ from __future__ import annotations
 import copy
 import ctypes
 import platform
+import threading
+from contextlib import contextmanager
 from functools import lru_cache
+from typing import Iterator
 
 import torch
 from torch import nn
@@ -239,3 +242,58 @@ def reuse_freed_memory(every_size: bool = False) -> bool:
         return done
     except (OSError, AttributeError):
         return False
+
+
+_GLIBC_DEFAULT_MMAP_THRESHOLD = 128 * 1024  # glibc's M_MMAP_THRESHOLD before any mallopt call
+_scope_lock = threading.Lock()
+_scope_depth = 0
+
+
+def _mallopt():
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return None
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt.argtypes, libc.mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+        libc.malloc_trim.argtypes, libc.malloc_trim.restype = [ctypes.c_size_t], ctypes.c_int
+        return libc
+    except (OSError, AttributeError):
+        return None
+
+
+@contextmanager
+def freed_memory_reused(model: nn.Module | None = None) -> Iterator[bool]:
+    """Within the block, glibc keeps freed activation buffers as `reuse_freed_memory` does; after it, not.
+
+    Why: a library user who never calls `reuse_freed_memory()` would otherwise
+    lose about a fifth of every CPU forward pass to page faults, while a
+    process-wide setting is not ours to make behind their back. On exit the
+    thresholds go back to glibc's defaults (128 KiB; the dynamic threshold that
+    glibc starts with stays off) and the heap is trimmed, so the resident set
+    shrinks again. Nested and concurrent blocks restore when the last one ends.
+    A process that called `reuse_freed_memory()` (the CLI, the Space, training)
+    keeps its setting; so does a model on a GPU. Yields whether the setting is active.
+    """
+    global _scope_depth
+    on_cpu = model is None or next(model.parameters()).device.type == "cpu"
+    if reuse_freed_memory.cache_info().currsize or not on_cpu:
+        yield bool(reuse_freed_memory.cache_info().currsize)
+        return
+    libc = _mallopt()
+    if libc is None:
+        yield False
+        return
+    with _scope_lock:
+        if _scope_depth == 0:
+            libc.mallopt(_M_MMAP_THRESHOLD, 32 * 2**20)
+            libc.mallopt(_M_TRIM_THRESHOLD, _INT_MAX)
+        _scope_depth += 1
+    try:
+        yield True
+    finally:
+        with _scope_lock:
+            _scope_depth -= 1
+            if _scope_depth == 0 and not reuse_freed_memory.cache_info().currsize:
+                libc.mallopt(_M_MMAP_THRESHOLD, _GLIBC_DEFAULT_MMAP_THRESHOLD)
+                libc.mallopt(_M_TRIM_THRESHOLD, _GLIBC_DEFAULT_MMAP_THRESHOLD)  # the same 128 KiB
+                libc.malloc_trim(0)

@@ -12,20 +12,22 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from .acceleration import optimized_for_inference
+from .pipeline import Ready, run
 from .processing import (
     ImageLoadError,
     cutout as _cutout,
     image_to_array,
     is_batch,
     load_image,
+    load_image_reduced,
+    mask_at_size,
     postprocess,
     to_mask,
 )
@@ -155,14 +157,122 @@ def _load(item: Any, index: int, batched: bool) -> Image.Image:
         raise
 
 
-def _network(model: torch.nn.Module, fast: bool, compile: bool):
-    """The module to run (the cached fast copy, or the exact model) and its device."""
-    device = next(model.parameters()).device
-    if compile and not fast:
-        raise ValueError("compile=True compiles the fast path; it cannot be combined with fast=False")
-    if fast:
-        return optimized_for_inference(model, compile=compile), device
-    return model, device
+class StreamedPrediction(Prediction):
+    """A :class:`Prediction` that keeps the network-size maps and brings them to full size only when read.
+
+    Why: a folder run writes one output per image; computing the full-size
+    float32 map for a mask that can be made in uint8 (:func:`~u2net_hub.processing.mask_at_size`,
+    within one grey level, ~4x cheaper) is wasted work and memory.
+    ``probability`` is exactly what :func:`predict` gives. ``image`` is None
+    when the photo was decoded reduced (``draft=True``); ``cutout`` then raises.
+    """
+
+    def __init__(self, image: Image.Image | None, size: tuple[int, int], fused: np.ndarray,
+                 normalized: bool, network_side_probabilities: np.ndarray | None, input_size: int | None = None):
+        self.image = image
+        self.input_size = input_size
+        self._size = (int(size[0]), int(size[1]))
+        self._fused = fused
+        self.normalized = normalized
+        self.network_side_probabilities = network_side_probabilities
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self._size
+
+    @cached_property
+    def probability(self) -> np.ndarray:  # type: ignore[override]
+        return postprocess(self._fused, self._size, normalize=self.normalized)
+
+    @cached_property
+    def mask(self) -> Image.Image:
+        if self.normalized or "probability" in self.__dict__:
+            return to_mask(self.probability)
+        return mask_at_size(self._fused, self._size)
+
+    def cutout(self, *args: Any, **kwargs: Any) -> Image.Image:
+        if self.image is None:
+            raise ValueError("this prediction was made from a reduced decode (draft=True), which keeps no full image; "
+                             "predict without draft for cutouts")
+        return super().cutout(*args, **kwargs)
+
+
+def iter_predictions(
+    model: torch.nn.Module,
+    images: Iterable[Any],
+    *,
+    normalize: bool = False,
+    batch_size: int = 8,
+    fast: bool = True,
+    compile: bool = False,
+    sides: bool = True,
+    resample: str = "bilinear",
+    draft: bool = False,
+    then: Callable[[int, StreamedPrediction], Any] | None = None,
+    workers: int | None = None,
+) -> Iterator[tuple[int, Any]]:
+    """Yield ``(index, result)`` for many images in input order, with decoding and encoding overlapped.
+
+    Why: for folders and long lists; memory stays flat (a few batches of images
+    alive at a time, see :mod:`u2net_hub.pipeline`) and a bad image does not
+    stop the others: its result is the :class:`ImageLoadError` (or whatever
+    ``then`` raised). Results are :class:`StreamedPrediction` objects, or what
+    ``then(index, prediction)`` returns; ``then`` runs on the worker threads,
+    so saving files there overlaps with the network.
+
+    Args:
+        model, normalize, batch_size, fast, compile, sides, resample: as in :func:`predict`.
+        images: paths, bytes, PIL images or arrays; any iterable, consumed lazily.
+        draft: decode JPEGs reduced (1/2..1/8 scale, straight to the network's
+            size); ~2x less decoding for masks, which then differ from a full
+            decode by a few grey levels at edges. No cutouts from such predictions.
+        then: called on the pool with each finished prediction.
+        workers: decoding/encoding threads (default: one per core, at most 4).
+
+    Returns:
+        An iterator of (index, prediction or ``then``'s result, or the exception for that image).
+    """
+    _check_model(model)
+    batch_size = _check_batch_size(batch_size)
+    preprocessing = model.preprocessing
+    size = preprocessing.input_size
+
+    def prepare(item: Any) -> Ready:
+        if draft:
+            image, full_size = load_image_reduced(item, size)
+            return Ready(image_to_array(image, preprocessing, resample), (None, full_size))
+        image = load_image(item)
+        return Ready(image_to_array(image, preprocessing, resample), (image, image.size))
+
+    def finish(payload: Any, fused: np.ndarray, side_maps: np.ndarray | None) -> Any:
+        index, (image, full_size) = payload
+        prediction = StreamedPrediction(image, full_size, fused, normalize, side_maps, size)
+        return prediction if then is None else then(index, prediction)
+
+    def prepare_indexed(pair: tuple[int, Any]) -> Ready:
+        index, item = pair
+        ready = prepare(item)
+        ready.payload = (index, ready.payload)
+        return ready
+
+    yield from _with_exact_model(
+        model, fast,
+        run(model, enumerate(images), prepare_indexed, finish, batch_size=batch_size, fast=fast, compile=compile,
+            sides=sides, workers=workers),
+    )
+
+
+def _with_exact_model(model: torch.nn.Module, fast: bool, results: Iterator) -> Iterator:
+    """The exact path runs the model itself: in eval mode for the run, its training flag restored after."""
+    was_training = model.training
+    if not fast:
+        model.eval()
+    try:
+        yield from results
+    finally:
+        results.close()
+        if not fast and was_training:
+            model.train()
 
 
 def predict(
@@ -176,11 +286,15 @@ def predict(
     sides: bool = True,
     resample: str = "bilinear",
     progress: bool = False,
+    workers: int | None = None,
 ) -> Prediction | list[Prediction]:
     """Saliency masks for one image or a list of images (a list in gives a list out).
 
     Runs on the model's device, under ``torch.inference_mode()``; the model's
-    own mode (training or eval) is left as it was.
+    own mode (training or eval) is left as it was. Decoding and post-processing
+    overlap with the network on a few threads, and on CPU glibc keeps activation
+    buffers for the call's duration (:func:`~u2net_hub.acceleration.freed_memory_reused`).
+    For folders too large to hold every result, use :func:`iter_predictions`.
 
     Args:
         model: a U2Net (as first argument, or call ``model.predict(images, ...)``).
@@ -195,6 +309,8 @@ def predict(
         sides: keep the six side outputs (``Prediction.side_probabilities``).
         resample: the pre-processing resize filter ("bilinear", or "lanczos" like rembg).
         progress: show a tqdm progress bar.
+        workers: threads that decode and post-process while the network runs (default one
+            per core, at most 4; 0 runs everything on the calling thread).
 
     Returns:
         One :class:`Prediction` per image (a list for a list), everything at each image's size.
@@ -208,43 +324,41 @@ def predict(
     items = list(images) if batched else [images]
     if not items:
         return []
-    network, device = _network(model, fast, compile)
-    was_training = model.training
-    if not fast:
-        model.eval()
+    preprocessing = model.preprocessing
+
+    def prepare(pair: tuple[int, Any]) -> Ready:
+        index, item = pair
+        image = _load(item, index, batched)
+        return Ready(image_to_array(image, preprocessing, resample), image)
+
+    def finish(image: Image.Image, fused: np.ndarray, side_maps: np.ndarray | None) -> Prediction:
+        probability = postprocess(fused, image.size, normalize=normalize)
+        return Prediction(
+            image=image, probability=probability, normalized=normalize, network_side_probabilities=side_maps,
+            input_size=preprocessing.input_size,
+        )
+
     results: list[Prediction] = []
     bar = None
     if progress:
         bar = tqdm(total=len(items), desc="predict", unit="image")
+    stream = _with_exact_model(
+        model, fast,
+        run(model, enumerate(items), prepare, finish, batch_size=batch_size, fast=fast, compile=compile,
+            sides=sides, workers=workers),
+    )
     try:
-        for start in range(0, len(items), batch_size):
-            loaded = [_load(item, start + i, batched) for i, item in enumerate(items[start : start + batch_size])]
-            batch = np.stack([image_to_array(image, model.preprocessing, resample) for image in loaded])
-            x = torch.from_numpy(batch).to(device)
-            with torch.inference_mode():
-                output = network(x)
-            fused = torch.sigmoid(output.logits[:, 0].float()).cpu().numpy()
-            side_probabilities = None
-            if sides:
-                side_probabilities = torch.sigmoid(
-                    torch.stack([s[:, 0] for s in output.side_logits], dim=1).float()
-                ).cpu().numpy()
-            del output, x
-            for i, image in enumerate(loaded):
-                own_sides = None if side_probabilities is None else side_probabilities[i].copy()
-                probability = postprocess(fused[i], image.size, normalize=normalize)
-                results.append(Prediction(
-                    image=image, probability=probability, normalized=normalize, network_side_probabilities=own_sides,
-                    input_size=model.preprocessing.input_size,
-                ))
+        for _, result in stream:
+            if isinstance(result, Exception):
+                raise result
+            results.append(result)
             if bar is not None:
-                bar.update(len(loaded))
+                bar.update(1)
     finally:
+        stream.close()
         if bar is not None:
             bar.close()
-        if not fast and was_training:
-            model.train()
     return results if batched else results[0]
 
 
-__all__ = ["Prediction", "predict", "ImageLoadError"]
+__all__ = ["Prediction", "StreamedPrediction", "predict", "iter_predictions", "ImageLoadError"]

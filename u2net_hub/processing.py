@@ -276,6 +276,53 @@ def load_image(src: Any) -> Image.Image:
     return _pil_to_rgb(image, name)
 
 
+#: EXIF orientations that swap width and height (transposed and 90/270-degree rotations).
+_SWAPPING_ORIENTATIONS = {5, 6, 7, 8}
+
+
+def load_image_reduced(src: Any, min_size: int) -> tuple[Image.Image, tuple[int, int]]:
+    """An RGB image decoded only as large as needed, and the upright (width, height) of the full image.
+
+    Why: a mask needs the photo's size but not its pixels. JPEG files and bytes
+    are decoded in draft mode (libjpeg scales by 1/2, 1/4 or 1/8 while
+    decoding) to the smallest scale whose sides stay >= ``min_size``, which for
+    a 12 MP photo is ~10x less decoding than :func:`load_image`. Other inputs
+    are loaded in full. Same errors as :func:`load_image`.
+    """
+    if not (isinstance(src, (str, os.PathLike, bytes, bytearray, memoryview)) or hasattr(src, "read")):
+        image = load_image(src)
+        return image, image.size
+    name = _describe(src)
+    opener: Any = src
+    if isinstance(src, (str, os.PathLike)):
+        path = Path(src)
+        if not path.is_file() or path.stat().st_size == 0:
+            image = load_image(src)  # the usual clear error
+            return image, image.size
+    elif isinstance(src, (bytes, bytearray, memoryview)):
+        opener = io.BytesIO(bytes(src))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(opener)
+            full = image.size
+            check_pixels(full, name)
+            if image.format == "JPEG" and min(full) > 2 * min_size:
+                image.draft("RGB", (min_size, min_size))
+            image.load()
+    except ImageLoadError:
+        raise
+    except Exception:  # noqa: BLE001 - let the full loader produce its precise message
+        image = load_image(src)
+        return image, image.size
+    try:
+        orientation = image.getexif().get(0x0112, 1)
+    except Exception:  # noqa: BLE001 - a broken EXIF block is ignored, as load_image does
+        orientation = 1
+    size = (full[1], full[0]) if orientation in _SWAPPING_ORIENTATIONS else full
+    return _pil_to_rgb(_apply_exif_orientation(image, name), name), size
+
+
 def is_batch(images: Any) -> bool:
     """Lists and tuples are batches; everything else is one image."""
     return isinstance(images, (list, tuple))
@@ -408,6 +455,19 @@ def to_mask(probability: np.ndarray, threshold: float | None = None) -> Image.Im
     return Image.fromarray(out, mode="L")
 
 
+def mask_at_size(probability: np.ndarray, size: tuple[int, int]) -> Image.Image:
+    """A network-sized [0, 1] map -> an 8-bit "L" mask at ``size`` (width, height), resized in uint8.
+
+    Why: rounding to 8 bits first and letting PIL resize the uint8 plane is ~4x
+    cheaper than resizing a float32 plane and rounding that (no full-size float
+    copy), and differs from ``to_mask(postprocess(probability, size))`` by at
+    most one grey level. Returns an image of exactly ``size``.
+    """
+    small = to_mask(np.asarray(probability, dtype=np.float32))
+    size = (int(size[0]), int(size[1]))
+    return small if small.size == size else small.resize(size, Image.Resampling.BILINEAR)
+
+
 def check_threshold(threshold: float) -> float:
     threshold = float(threshold)
     if not 0.0 <= threshold <= 1.0:
@@ -522,7 +582,9 @@ __all__ = [
     "image_to_array",
     "is_batch",
     "load_image",
+    "load_image_reduced",
     "load_images",
+    "mask_at_size",
     "normalize_map",
     "parse_background",
     "postprocess",

@@ -1,0 +1,192 @@
+"""A folder of photos end to end: `u2net predict DIR -o OUT` against `rembg p`, whole processes timed.
+
+Both tools run the same weights: ours from the save_pretrained folder, rembg from that model exported with
+`u2net export-onnx` and loaded as `u2net_custom` (rembg only loads custom models from its models folder, so
+the file goes to a temporary U2NET_HOME). Masks (`rembg p -om`) and RGBA cutouts (`rembg p`) are timed
+side by side, round after round, start-up included; the table gives the best and the median of the rounds
+and the ratio of the medians. It also gives the limit: the network alone at the same batch size (random
+input, warm, the CLI's allocator setting), and the masks' end-to-end throughput against it, with start-up
+and without (from a second run on a single photo: (N - 1) / (T_N - T_1)).
+
+rembg runs from its own virtual environment (default /work/wt/rembg-venv/bin/rembg, or --rembg PATH; create
+one with `python3 -m venv VENV && VENV/bin/pip install "rembg[cpu,cli]"`); without it, its columns are skipped
+with a message. The photos are written by benchmarks/photos.py (scikit-image's photographs at camera sizes).
+
+    python benchmarks/folder.py [--rounds 3] [--batch-size 8] [--photos DIR] [--rembg PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from photos import make_photos  # noqa: E402
+
+DEFAULT_REMBG = "/work/wt/rembg-venv/bin/rembg"
+
+NETWORK_ONLY = r"""
+import json, sys, time, torch
+from u2net_hub import U2Net
+from u2net_hub.acceleration import optimized_for_inference, reuse_freed_memory
+reuse_freed_memory()
+model = U2Net.from_pretrained(sys.argv[1]); batch = int(sys.argv[2]); size = model.preprocessing.input_size
+network = optimized_for_inference(model)
+x = torch.randn(batch, 3, size, size)
+with torch.inference_mode():
+    for _ in range(3):
+        network(x)
+    times = []
+    for _ in range(int(sys.argv[3])):
+        start = time.perf_counter(); network(x); times.append(time.perf_counter() - start)
+print(json.dumps({"seconds_per_batch": sorted(times)[len(times) // 2], "threads": torch.get_num_threads()}))
+"""
+
+
+def cpu_name() -> str:
+    try:
+        for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
+            if line.startswith("Model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def load_average() -> str:
+    try:
+        return " ".join(f"{v:.1f}" for v in os.getloadavg())
+    except OSError:
+        return "?"
+
+
+def timed(command: list[str], env: dict, expect: int | None = None, out: Path | None = None) -> float:
+    """Wall seconds of one whole process; fails loudly when it fails or writes the wrong number of files."""
+    if out is not None:
+        shutil.rmtree(out, ignore_errors=True)
+    start = time.perf_counter()
+    done = subprocess.run(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed ({done.returncode}):\n{done.stderr[-2000:]}")
+    if expect is not None and out is not None:
+        written = sum(1 for p in out.rglob("*.png"))
+        if written != expect:
+            raise SystemExit(f"{' '.join(command)} wrote {written} PNGs, expected {expect}")
+    return seconds
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--photos", type=Path, default=None, help="folder of photos (default: a temporary one)")
+    parser.add_argument("--count", type=int, default=36, help="photos to generate (default 36)")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--model", default=None, help="save_pretrained folder (default: the bundled demo model)")
+    parser.add_argument("--rembg", default=DEFAULT_REMBG, help=f"rembg executable (default {DEFAULT_REMBG})")
+    parser.add_argument("--extra", nargs=argparse.REMAINDER, default=[],
+                        help="more arguments for `u2net predict` (e.g. --draft, --compress-level 6)")
+    args = parser.parse_args(argv)
+
+    from u2net_hub import DEMO_MODEL
+
+    model = args.model or DEMO_MODEL
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    with tempfile.TemporaryDirectory(prefix="u2net-folder-") as tmp:
+        tmp = Path(tmp)
+        photos_dir = args.photos or tmp / "photos"
+        photos = make_photos(photos_dir, args.count)
+        single = tmp / "single"
+        single.mkdir()
+        shutil.copy(photos[0], single / photos[0].name)
+        n = len(photos)
+
+        rembg = shutil.which(args.rembg) or (args.rembg if Path(args.rembg).is_file() else None)
+        home = tmp / "u2net_home"
+        home.mkdir()
+        if rembg is None:
+            print(f"rembg not found at {args.rembg}: its columns are skipped "
+                  "(python3 -m venv VENV && VENV/bin/pip install 'rembg[cpu,cli]'; then --rembg VENV/bin/rembg)\n")
+        else:
+            onnx = home / "u2net_custom.onnx"
+            subprocess.run([sys.executable, "-m", "u2net_hub.cli", "export-onnx", model, str(onnx)], env=env,
+                           check=True, capture_output=True)
+            env = {**env, "U2NET_HOME": str(home)}
+        ours = [sys.executable, "-m", "u2net_hub.cli", "predict", "--model", model, "--batch-size", str(args.batch_size),
+                *args.extra]
+        tasks = {
+            "masks": (ours + [str(photos_dir), "-o", str(tmp / "ours_mask")], tmp / "ours_mask"),
+            "cutouts": (ours + [str(photos_dir), "-o", str(tmp / "ours_rgba"), "--format", "rgba"], tmp / "ours_rgba"),
+        }
+        theirs = {}
+        if rembg is not None:
+            extras = json.dumps({"model_path": str(home / "u2net_custom.onnx")})
+            base = [rembg, "p", "-m", "u2net_custom", "-x", extras]
+            theirs = {
+                "masks": (base + ["-om", str(photos_dir), str(tmp / "rembg_mask")], tmp / "rembg_mask"),
+                "cutouts": (base + [str(photos_dir), str(tmp / "rembg_rgba")], tmp / "rembg_rgba"),
+            }
+        times: dict[str, list[float]] = {}
+        network: list[float] = []
+        load_before = load_average()
+        for round_ in range(args.rounds):
+            for task in ("masks", "cutouts"):
+                command, out = tasks[task]
+                times.setdefault(f"ours {task}", []).append(timed(command, env, n, out))
+                if task in theirs:
+                    command, out = theirs[task]
+                    times.setdefault(f"rembg {task}", []).append(timed(command, env, n, out))
+            single_command = ours + [str(single), "-o", str(tmp / "ours_single")]
+            times.setdefault("ours single", []).append(timed(single_command, env, 1, tmp / "ours_single"))
+            done = subprocess.run([sys.executable, "-c", NETWORK_ONLY, model, str(args.batch_size), "10"], env=env,
+                                  capture_output=True, text=True, check=True)
+            result = json.loads(done.stdout.strip().splitlines()[-1])
+            network.append(args.batch_size / result["seconds_per_batch"])
+            print(f"round {round_ + 1}/{args.rounds}: " + ", ".join(f"{k} {v[-1]:.1f} s" for k, v in times.items())
+                  + f", network alone {network[-1]:.1f} img/s", file=sys.stderr, flush=True)
+        startup = {}
+        for label, command in (("import u2net_hub", [sys.executable, "-c", "import u2net_hub"]),
+                               ("u2net --help", [sys.executable, "-m", "u2net_hub.cli", "--help"])):
+            startup[label] = statistics.median(timed(command, env) for _ in range(3))
+
+    def cell(values):
+        return f"{min(values):.1f} / {statistics.median(values):.1f}"
+
+    median = {k: statistics.median(v) for k, v in times.items()}
+    print(f"{n} photos (scikit-image photographs at camera sizes up to 3000x2000), batch size {args.batch_size}, "
+          f"{args.rounds} rounds side by side; CPU: {cpu_name()}, {os.cpu_count()} cores, "
+          f"load average before/after: {load_before} / {load_average()}\n")
+    print("| task | u2net predict, s (best / median) | rembg p, s (best / median) | rembg / u2net (medians) | u2net images/s |")
+    print("|---|---|---|---|---|")
+    for task in ("masks", "cutouts"):
+        ours_times = times[f"ours {task}"]
+        if f"rembg {task}" in times:
+            theirs_cell = cell(times[f"rembg {task}"])
+            ratio = f"x{median[f'rembg {task}'] / median[f'ours {task}']:.2f}"
+        else:
+            theirs_cell, ratio = "skipped", "-"
+        print(f"| {task} | {cell(ours_times)} | {theirs_cell} | {ratio} | {n / median[f'ours {task}']:.2f} |")
+    limit = statistics.median(network)
+    whole = n / median["ours masks"]
+    steady_seconds = median["ours masks"] - median["ours single"]
+    print(f"\nnetwork alone at batch {args.batch_size}: {limit:.2f} images/s (median of rounds)")
+    print(f"masks end to end, start-up included: {whole:.2f} images/s = {100 * whole / limit:.0f}% of the network alone")
+    if steady_seconds > 0:
+        steady = (n - 1) / steady_seconds
+        print(f"masks end to end, start-up excluded ((N-1) / (T_N - T_1), T_1 = {median['ours single']:.1f} s): "
+              f"{steady:.2f} images/s = {100 * steady / limit:.0f}% of the network alone")
+    print("start-up: " + ", ".join(f"`{k}` {v:.2f} s" for k, v in startup.items()) + " (median of 3)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
