@@ -35,8 +35,8 @@ from photos import make_photos  # noqa: E402
 DEFAULT_REMBG = "/work/wt/rembg-venv/bin/rembg"
 
 NETWORK_ONLY = r"""
+from u2net_hub import U2Net  # first, so torch loads with the OpenMP setting the CLI runs with
 import json, sys, time, torch
-from u2net_hub import U2Net
 from u2net_hub.acceleration import optimized_for_inference, reuse_freed_memory
 reuse_freed_memory()
 model = U2Net.from_pretrained(sys.argv[1]); batch = int(sys.argv[2]); size = model.preprocessing.input_size

@@ -1,5 +1,14 @@
 """U²-Net salient object detection on the Hugging Face Hub."""
 
+import os as _os
+import sys as _sys
+
+if "torch" not in _sys.modules:
+    # OpenMP threads that spin between U²-Net's ~120 short parallel regions take the cores that decoding,
+    # encoding and other processes need: on a busy 2-core machine a forward pass costs 2.7x the CPU time.
+    # Sleeping instead is read once, when torch loads; OMP_WAIT_POLICY=ACTIVE set by the user wins (docs/speed.md).
+    _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 from .configs import VARIANTS, ConfigError, Preprocessing, StageSpec
 from .hub import DEMO_MODEL, CheckpointMismatchError, __version__
 from .inference import Prediction, predict
