@@ -5,7 +5,7 @@ Both tools run the same weights: ours from the save_pretrained folder, rembg fro
 the file goes to a temporary U2NET_HOME). Masks (`rembg p -om`) and RGBA cutouts (`rembg p`) are timed
 side by side, round after round, start-up included; the table gives the best and the median of the rounds
 and the ratio of the medians. It also gives the limit: the network alone at the same batch size (random
-input, warm, the CLI's allocator setting), and the masks' end-to-end throughput against it, with start-up
+the folder's first photos, warm, the CLI's allocator and OpenMP settings), and the masks' end-to-end throughput against it, with start-up
 and without (from a second run on a single photo: (N - 1) / (T_N - T_1)).
 
 rembg runs from its own virtual environment (default /work/wt/rembg-venv/bin/rembg, or --rembg PATH; create
@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shutil
 import statistics
 import subprocess
@@ -36,19 +37,24 @@ DEFAULT_REMBG = "/work/wt/rembg-venv/bin/rembg"
 
 NETWORK_ONLY = r"""
 from u2net_hub import U2Net  # first, so torch loads with the OpenMP setting the CLI runs with
-import json, sys, time, torch
+import glob, json, sys, time, numpy as np, torch
 from u2net_hub.acceleration import optimized_for_inference, reuse_freed_memory
+from u2net_hub.processing import image_to_array, load_image
 reuse_freed_memory()
-model = U2Net.from_pretrained(sys.argv[1]); batch = int(sys.argv[2]); size = model.preprocessing.input_size
+model = U2Net.from_pretrained(sys.argv[1]).eval(); batch = int(sys.argv[2])
 network = optimized_for_inference(model)
-x = torch.randn(batch, 3, size, size)
+# The folder's own first photos: on torch.randn input this network runs several times slower than on images.
+photos = sorted(glob.glob(sys.argv[4] + "/*"))[:batch]
+x = torch.from_numpy(np.stack([image_to_array(load_image(p), model.preprocessing) for p in photos]))
 with torch.inference_mode():
     for _ in range(3):
         network(x)
     times = []
+    cpu = time.process_time()
     for _ in range(int(sys.argv[3])):
         start = time.perf_counter(); network(x); times.append(time.perf_counter() - start)
-print(json.dumps({"seconds_per_batch": sorted(times)[len(times) // 2], "threads": torch.get_num_threads()}))
+    cpu = (time.process_time() - cpu) / (int(sys.argv[3]) * batch)
+print(json.dumps({"seconds_per_batch": sorted(times)[len(times) // 2], "cpu_seconds_per_image": cpu}))
 """
 
 
@@ -69,13 +75,24 @@ def load_average() -> str:
         return "?"
 
 
+#: CPU seconds (user + system) of the last process `timed` ran.
+LAST_CPU = [0.0]
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def timed(command: list[str], env: dict, expect: int | None = None, out: Path | None = None) -> float:
     """Wall seconds of one whole process; fails loudly when it fails or writes the wrong number of files."""
     if out is not None:
         shutil.rmtree(out, ignore_errors=True)
+    cpu = _children_cpu()
     start = time.perf_counter()
     done = subprocess.run(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     seconds = time.perf_counter() - start
+    LAST_CPU[0] = _children_cpu() - cpu
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed ({done.returncode}):\n{done.stderr[-2000:]}")
     if expect is not None and out is not None:
@@ -137,20 +154,27 @@ def main(argv=None) -> int:
             }
         times: dict[str, list[float]] = {}
         network: list[float] = []
+        network_cpu: list[float] = []
+        cpu_times: dict[str, list[float]] = {}
         load_before = load_average()
         for round_ in range(args.rounds):
             for task in ("masks", "cutouts"):
                 command, out = tasks[task]
                 times.setdefault(f"ours {task}", []).append(timed(command, env, n, out))
+                cpu_times.setdefault(f"ours {task}", []).append(LAST_CPU[0])
                 if task in theirs:
                     command, out = theirs[task]
                     times.setdefault(f"rembg {task}", []).append(timed(command, env, n, out))
+                    cpu_times.setdefault(f"rembg {task}", []).append(LAST_CPU[0])
             single_command = ours + [str(single), "-o", str(tmp / "ours_single")]
             times.setdefault("ours single", []).append(timed(single_command, env, 1, tmp / "ours_single"))
-            done = subprocess.run([sys.executable, "-c", NETWORK_ONLY, model, str(args.batch_size), "10"], env=env,
+            cpu_times.setdefault("ours single", []).append(LAST_CPU[0])
+            done = subprocess.run([sys.executable, "-c", NETWORK_ONLY, model, str(args.batch_size), "10",
+                                   str(photos_dir)], env=env,
                                   capture_output=True, text=True, check=True)
             result = json.loads(done.stdout.strip().splitlines()[-1])
             network.append(args.batch_size / result["seconds_per_batch"])
+            network_cpu.append(result["cpu_seconds_per_image"])
             print(f"round {round_ + 1}/{args.rounds}: " + ", ".join(f"{k} {v[-1]:.1f} s" for k, v in times.items())
                   + f", network alone {network[-1]:.1f} img/s", file=sys.stderr, flush=True)
         startup = {}
@@ -165,8 +189,10 @@ def main(argv=None) -> int:
     print(f"{n} photos (scikit-image photographs at camera sizes up to 3000x2000), batch size {args.batch_size}, "
           f"{args.rounds} rounds side by side; CPU: {cpu_name()}, {os.cpu_count()} cores, "
           f"load average before/after: {load_before} / {load_average()}\n")
-    print("| task | u2net predict, s (best / median) | rembg p, s (best / median) | rembg / u2net (medians) | u2net images/s |")
-    print("|---|---|---|---|---|")
+    cpu_median = {k: statistics.median(v) for k, v in cpu_times.items()}
+    print("| task | u2net predict, s (best / median) | rembg p, s (best / median) | rembg / u2net (medians) "
+          "| u2net images/s | CPU s, u2net / rembg (medians) |")
+    print("|---|---|---|---|---|---|")
     for task in ("masks", "cutouts"):
         ours_times = times[f"ours {task}"]
         if f"rembg {task}" in times:
@@ -174,7 +200,9 @@ def main(argv=None) -> int:
             ratio = f"x{median[f'rembg {task}'] / median[f'ours {task}']:.2f}"
         else:
             theirs_cell, ratio = "skipped", "-"
-        print(f"| {task} | {cell(ours_times)} | {theirs_cell} | {ratio} | {n / median[f'ours {task}']:.2f} |")
+        cpu_cell = f"{cpu_median[f'ours {task}']:.1f} / " + (
+            f"{cpu_median[f'rembg {task}']:.1f}" if f"rembg {task}" in cpu_median else "-")
+        print(f"| {task} | {cell(ours_times)} | {theirs_cell} | {ratio} | {n / median[f'ours {task}']:.2f} | {cpu_cell} |")
     limit = statistics.median(network)
     whole = n / median["ours masks"]
     steady_seconds = median["ours masks"] - median["ours single"]
@@ -184,6 +212,11 @@ def main(argv=None) -> int:
         steady = (n - 1) / steady_seconds
         print(f"masks end to end, start-up excluded ((N-1) / (T_N - T_1), T_1 = {median['ours single']:.1f} s): "
               f"{steady:.2f} images/s = {100 * steady / limit:.0f}% of the network alone")
+    limit_cpu = statistics.median(network_cpu)
+    steady_cpu = (cpu_median["ours masks"] - cpu_median["ours single"]) / (n - 1)
+    if steady_cpu > 0:
+        print(f"CPU time per image, start-up excluded: masks end to end {1000 * steady_cpu:.0f} ms, network alone "
+              f"{1000 * limit_cpu:.0f} ms = {100 * limit_cpu / steady_cpu:.0f}% (the share of the limit an idle machine allows)")
     print("start-up: " + ", ".join(f"`{k}` {v:.2f} s" for k, v in startup.items()) + " (median of 3)")
     return 0
 
