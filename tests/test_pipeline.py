@@ -98,7 +98,7 @@ def test_cli_masks_and_cutouts_are_within_one_grey_level_of_the_sequential_path(
         assert done.returncode == 1, done.stderr
         assert f"{len(shown)} ok, 1 failed" in done.stdout
         assert "c_broken.jpg" in done.stderr and done.stderr.count("skipped") == 1
-        written = sorted(p.name for p in (tmp_path / f"out_{fmt}").iterdir())
+        written = sorted(p.name for p in (tmp_path / f"out_{fmt}").glob("*.png"))
         assert written == sorted(Path(name).with_suffix(".png").name for name in shown)
         for name, size in shown.items():
             image, expected = _sequential(model, tmp_path / "in" / name)
