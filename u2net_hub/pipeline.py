@@ -141,15 +141,13 @@ def run(
             top_up()
             network, device = _network(model, fast, compile)
             while loading:
-                batch: list[tuple[int, Ready]] = []
-                while loading and len(batch) < batch_size:
+                entries: list[tuple[int, Any]] = []  # this batch in input order: Ready, or the item's error
+                while loading and sum(not isinstance(e, Exception) for _, e in entries) < batch_size:
                     index, future = loading.popleft()
-                    ready = outcome(future)
-                    if isinstance(ready, Exception):
-                        done.append((index, ready))
-                    else:
-                        batch.append((index, ready))
+                    entries.append((index, outcome(future)))
                 top_up()  # the next batch decodes while this one runs
+                batch = [(index, ready) for index, ready in entries if not isinstance(ready, Exception)]
+                finished: dict[int, Any] = {}
                 if batch:
                     x = torch.from_numpy(np.stack([ready.array for _, ready in batch])).to(device)
                     try:
@@ -162,12 +160,13 @@ def run(
                                 side_maps = torch.sigmoid(stacked.float()).cpu().numpy()
                         del output, x
                     except (RuntimeError, ValueError) as error:
-                        done.extend((index, error) for index, _ in batch)
+                        finished = {index: error for index, _ in batch}
                     else:
                         for i, (index, ready) in enumerate(batch):
                             own_sides = None if side_maps is None else side_maps[i].copy()
-                            done.append((index, submit(finish, ready.payload, fused[i].copy(), own_sides)))
-                    del batch
+                            finished[index] = submit(finish, ready.payload, fused[i].copy(), own_sides)
+                done.extend((index, finished.get(index, value)) for index, value in entries)
+                del batch, entries, finished
                 yield from hand_out(limit=batch_size)
             yield from hand_out(limit=0)
     finally:
