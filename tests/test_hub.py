@@ -48,7 +48,9 @@ def test_config_json_describes_stages_and_preprocessing(tmp_path):
     U2Net(variant="tiny").save_pretrained(tmp_path)
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["variant"] == "tiny"
-    assert config["stages"]["stage5"] == {"height": 4, "in_channels": 64, "mid_channels": 16, "out_channels": 64, "dilated": True}
+    assert config["block"] == "rsu"
+    assert config["stages"]["stage5"] == {"height": 4, "in_channels": 64, "mid_channels": 16, "out_channels": 64,
+                                          "dilated": True, "block": "rsu"}
     assert config["input_size"] == 320
     assert config["mean"] == [0.485, 0.456, 0.406] and config["std"] == [0.229, 0.224, 0.225]
     assert config["divide_by_max"] is True

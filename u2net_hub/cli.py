@@ -11,10 +11,10 @@ import argparse
 import sys
 
 from .acceleration import reuse_freed_memory
-from .commands import convert, evaluate, export_onnx, predict
+from .commands import convert, evaluate, export_onnx, predict, profile
 from .hub import __version__
 
-COMMANDS = (predict, convert, evaluate, export_onnx)
+COMMANDS = (predict, convert, evaluate, export_onnx, profile)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,15 +1,17 @@
 """The paper's Table 1 as data.
 
 Both published configurations share one U-structure: six encoder stages and
-five decoder stages. Each stage is an RSU block described by its height, its
-channel widths and whether it is the dilated ("F") kind. A configuration is
-just that table plus the pre-processing its weights expect, so a custom
-configuration is a different table, never a different class.
+five decoder stages. Each stage is a block described by its height, its
+channel widths, whether it is the dilated ("F") kind, and which block it is:
+the paper's RSU (the default) or one of the blocks it is compared with
+(see :mod:`u2net_hub.layers`). A configuration is just that table plus the
+pre-processing its weights expect, so a custom configuration is a different
+table, never a different class.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Mapping, Sequence
 
 #: The order of the stages in every table; the names are the state-dict prefixes.
@@ -17,22 +19,31 @@ ENCODER_STAGES = ("stage1", "stage2", "stage3", "stage4", "stage5", "stage6")
 DECODER_STAGES = ("stage5d", "stage4d", "stage3d", "stage2d", "stage1d")
 STAGE_NAMES = ENCODER_STAGES + DECODER_STAGES
 
+#: The blocks a stage may name: the paper's RSU and the blocks of its comparison (Fig. 2-3 and the ablation).
+BLOCK_NAMES = ("rsu", "plain", "residual", "dense", "inception", "ppm")
+DEFAULT_BLOCK = "rsu"
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)
 class StageSpec:
-    """One row of Table 1: RSU-`height` (or RSU-`height`F when `dilated`)."""
+    """One row of Table 1: RSU-`height` (or RSU-`height`F when `dilated`), or another `block` in its place."""
 
     height: int
     in_channels: int
     mid_channels: int
     out_channels: int
     dilated: bool = False
+    block: str = DEFAULT_BLOCK
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def sizes(self) -> tuple[int, int, int, int, bool]:
+        """The row without its block: what the published variants are recognised by."""
+        return (self.height, self.in_channels, self.mid_channels, self.out_channels, self.dilated)
 
 
 @dataclass(frozen=True)
@@ -92,9 +103,21 @@ class ConfigError(ValueError):
 
 
 def resolve_stages(
-    variant: str | None, stages: Mapping[str, Any] | None, in_channels: int = 3
+    variant: str | None, stages: Mapping[str, Any] | None, in_channels: int = 3, block: str | None = None
 ) -> dict[str, StageSpec]:
-    """Expand a variant name or parse a custom stage table, and check it is wired consistently."""
+    """Expand a variant name or parse a custom stage table, and check it is wired consistently.
+
+    Args:
+        variant: 'full' or 'tiny' (or an alias), used when `stages` is None.
+        stages: a custom table, stage name -> StageSpec or a dict of its fields.
+        in_channels: the image channels stage1 is fed.
+        block: the block of every stage that does not name its own (default 'rsu').
+
+    Returns:
+        The complete table, every stage with its block.
+    """
+    if block is not None and block not in BLOCK_NAMES:
+        raise ConfigError(f"unknown block {block!r}; expected one of {list(BLOCK_NAMES)}")
     if stages is None:
         if variant is None:
             raise ConfigError("give either a variant ('full' or 'tiny') or a stage table")
@@ -104,7 +127,7 @@ def resolve_stages(
                 f"unknown variant {variant!r}; expected one of {sorted(VARIANTS)} "
                 "(or a custom 'stages' table)"
             )
-        table = dict(VARIANTS[key])
+        table = {name: replace(spec, block=block or DEFAULT_BLOCK) for name, spec in VARIANTS[key].items()}
     else:
         if not isinstance(stages, Mapping):
             raise ConfigError(f"'stages' must be a mapping of stage name to spec, got {type(stages).__name__}")
@@ -118,8 +141,13 @@ def resolve_stages(
             if isinstance(spec, StageSpec):
                 table[name] = spec
                 continue
+            if not isinstance(spec, Mapping):
+                raise ConfigError(f"stage {name!r} must be a mapping of its fields, got {type(spec).__name__}")
+            fields = dict(spec)
+            if fields.get("block") is None:
+                fields["block"] = block or DEFAULT_BLOCK
             try:
-                table[name] = StageSpec(**dict(spec))
+                table[name] = StageSpec(**fields)
             except TypeError as error:
                 raise ConfigError(f"stage {name!r}: {error}; expected keys {list(StageSpec.__dataclass_fields__)}") from None
     _check_wiring(table, in_channels)
@@ -133,7 +161,9 @@ def _check_wiring(table: Mapping[str, StageSpec], in_channels: int) -> None:
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"stage {name!r}: {field} must be a positive integer, got {value!r}")
         if spec.height < 2:
-            raise ConfigError(f"stage {name!r}: an RSU block needs height >= 2, got {spec.height}")
+            raise ConfigError(f"stage {name!r}: a block needs height >= 2, got {spec.height}")
+        if spec.block not in BLOCK_NAMES:
+            raise ConfigError(f"stage {name!r}: unknown block {spec.block!r}; expected one of {list(BLOCK_NAMES)}")
     expected = {"stage1": in_channels}
     for deeper, shallower in zip(ENCODER_STAGES[1:], ENCODER_STAGES[:-1]):
         expected[deeper] = table[shallower].out_channels
@@ -153,8 +183,15 @@ def _check_wiring(table: Mapping[str, StageSpec], in_channels: int) -> None:
 
 
 def variant_of(stages: Mapping[str, StageSpec]) -> str:
-    """The published variant a table equals, or 'custom'."""
+    """The published variant whose sizes a table has (whatever its blocks), or 'custom'."""
+    sizes = {name: spec.sizes() for name, spec in stages.items()}
     for name, table in VARIANTS.items():
-        if dict(stages) == table:
+        if sizes == {stage: spec.sizes() for stage, spec in table.items()}:
             return name
     return "custom"
+
+
+def block_of(stages: Mapping[str, StageSpec]) -> str:
+    """The block every stage uses, or 'mixed'."""
+    blocks = {spec.block for spec in stages.values()}
+    return blocks.pop() if len(blocks) == 1 else "mixed"

@@ -1,4 +1,5 @@
-"""The building blocks of U²-Net: ConvBNReLU, the residual U-block (RSU), the resize and pooling ops.
+"""The building blocks of U²-Net: ConvBNReLU, the residual U-block (RSU), the resize and pooling ops,
+and the blocks the paper compares RSU with (plain, residual, dense, inception, pyramid pooling).
 
 Attribute names follow the authors' code (``rebnconvin``, ``rebnconv1``,
 ``conv_s1``, ...), so the released state dicts load with ``strict=True``.
@@ -7,18 +8,46 @@ so the fast path never reaches into attribute names.
 
 Every stage block is built from the fields of a stage-table row, as keywords:
 ``Block(height=..., in_channels=..., mid_channels=..., out_channels=..., dilated=...)``
-(see :func:`build_block`).
+(see :func:`build_block`); the row's ``block`` field names which block.
+
+The block study. The paper (Section 3.1, Fig. 2-3, and its ablation on blocks) asks what fills
+each stage of the outer U best. Every block here has RSU's signature
+``(height, in_channels, mid_channels, out_channels, dilated)`` and RSU's
+contract: the output has ``out_channels`` channels at the input's resolution,
+for any input size. How each one reads the stage's numbers, and why:
+
+* All but the plain block open with RSU's ``rebnconvin`` (3x3, in -> out),
+  the local features F1(x) of the paper's H(x) = U(F1(x)) + F1(x). The
+  blocks then differ only in what they do with F1(x) -- the multi-scale
+  part the study is about -- and not in how they adapt the channel count.
+* ``mid_channels`` is the width of the block's inner layers (RSU's M): the
+  residual branch's width, the dense growth rate, an inception branch's
+  width, a pyramid level's width. The plain block has no inner width.
+* ``height`` is RSU-L's L, the number of scales: dense takes L layers (one
+  per RSU encoder level), inception L parallel branches with dilations
+  1, 2, ..., 2^(L-1), pyramid pooling L-1 levels pooled 2x, 4x, ...,
+  2^(L-1)x (the scales RSU-L's encoder visits). Plain and residual are
+  single-scale by design and ignore it.
+* ``dilated`` marks the deep stages whose maps are too small to pool (RSU-4F
+  replaces pooling with dilation there). Only blocks that pool have a
+  dilated form: RSU and pyramid pooling, whose levels become 3x3 convolutions
+  with dilation 2^k at full resolution. The other blocks never pool and are
+  the same in every stage.
+
+Every convolution is a :class:`ConvBNReLU`, so BatchNorm folding and the
+fused conv+ReLU fast path apply to every block alike.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .configs import StageSpec
+from .configs import BLOCK_NAMES, StageSpec
 
 
 class _DenseGradResize(torch.autograd.Function):
@@ -100,15 +129,16 @@ ConvFactory = Callable[[nn.Conv2d, bool], nn.Module]
 
 
 class ConvBNReLU(nn.Module):
-    """The paper's REBNCONV: 3x3 (dilated) conv with bias, BatchNorm, ReLU.
+    """The paper's REBNCONV: 3x3 (dilated) conv with bias, BatchNorm, ReLU (``kernel_size=1``: a 1x1 conv).
 
     For inference it folds itself (:meth:`fuse`) and can hand its conv+ReLU
     pair to a faster kernel (:meth:`fuse_activation`).
     """
 
-    def __init__(self, in_channels: int, out_channels: int, dilation: int = 1):
+    def __init__(self, in_channels: int, out_channels: int, dilation: int = 1, kernel_size: int = 3):
         super().__init__()
-        self.conv_s1 = nn.Conv2d(in_channels, out_channels, 3, padding=dilation, dilation=dilation)
+        self.conv_s1 = nn.Conv2d(in_channels, out_channels, kernel_size, padding=dilation * (kernel_size // 2),
+                                 dilation=dilation)
         self.bn_s1 = nn.BatchNorm2d(out_channels)
         self.relu_s1 = nn.ReLU(inplace=True)
 
@@ -204,16 +234,165 @@ class RSU(nn.Module):
         return h + local
 
 
+# ------------------------------------------------------- the blocks of the paper's comparison
+
+
+def _check(height: int, in_channels: int, mid_channels: int, out_channels: int) -> None:
+    if height < 2:
+        raise ValueError(f"block height must be >= 2, got {height}")
+    for name, value in (("in_channels", in_channels), ("mid_channels", mid_channels), ("out_channels", out_channels)):
+        if value < 1:
+            raise ValueError(f"{name} must be >= 1, got {value}")
+
+
+class PlainBlock(nn.Module):
+    """PLN: two 3x3 conv-BN-ReLU layers, in -> out -> out, the stage of a plain U-Net.
+
+    No inner width, one scale (a 5x5 receptive field), no dilated form.
+    """
+
+    def __init__(self, height: int, in_channels: int, mid_channels: int, out_channels: int, dilated: bool = False):
+        super().__init__()
+        _check(height, in_channels, mid_channels, out_channels)
+        self.rebnconvin = ConvBNReLU(in_channels, out_channels)
+        self.rebnconv1 = ConvBNReLU(out_channels, out_channels)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.rebnconv1(self.rebnconvin(x))
+
+
+class ResidualBlock(nn.Module):
+    """RES: F1(x) + F(F1(x)) with F two 3x3 layers out -> mid -> out.
+
+    RSU with its U-structure replaced by a plain single-stream branch: exactly
+    the difference the paper draws between RSU and a residual block.
+    """
+
+    def __init__(self, height: int, in_channels: int, mid_channels: int, out_channels: int, dilated: bool = False):
+        super().__init__()
+        _check(height, in_channels, mid_channels, out_channels)
+        self.rebnconvin = ConvBNReLU(in_channels, out_channels)
+        self.rebnconv1 = ConvBNReLU(out_channels, mid_channels)
+        self.rebnconv2 = ConvBNReLU(mid_channels, out_channels)
+
+    def forward(self, x: Tensor) -> Tensor:
+        local = self.rebnconvin(x)
+        return self.rebnconv2(self.rebnconv1(local)) + local
+
+
+class DenseBlock(nn.Module):
+    """DSE: L densely connected 3x3 layers of growth `mid` on F1(x), then a 1x1 transition back to `out`.
+
+    Layer i sees the concatenation of F1(x) and every earlier layer's output
+    (DenseNet's connectivity), all at full resolution: feature reuse, but no
+    larger scale, so its cost grows with L without its receptive field growing
+    faster than a plain stack's.
+    """
+
+    def __init__(self, height: int, in_channels: int, mid_channels: int, out_channels: int, dilated: bool = False):
+        super().__init__()
+        _check(height, in_channels, mid_channels, out_channels)
+        self.height = height
+        self.rebnconvin = ConvBNReLU(in_channels, out_channels)
+        for layer in range(1, height + 1):
+            self.add_module(f"dense{layer}", ConvBNReLU(out_channels + (layer - 1) * mid_channels, mid_channels))
+        self.transition = ConvBNReLU(out_channels + height * mid_channels, out_channels, kernel_size=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        features = [self.rebnconvin(x)]
+        for layer in range(1, self.height + 1):
+            features.append(getattr(self, f"dense{layer}")(torch.cat(features, dim=1)))
+        return self.transition(torch.cat(features, dim=1))
+
+
+class InceptionBlock(nn.Module):
+    """INC: L parallel 3x3 branches on F1(x) with dilations 1, 2, ..., 2^(L-1), concatenated with F1(x), 1x1 fuse.
+
+    The inception answer to multi-scale features (the paper's Fig. 2c):
+    widen the receptive field by dilation, every branch at full resolution.
+    Already dilated, so the same block serves the dilated stages.
+    """
+
+    def __init__(self, height: int, in_channels: int, mid_channels: int, out_channels: int, dilated: bool = False):
+        super().__init__()
+        _check(height, in_channels, mid_channels, out_channels)
+        self.height = height
+        self.rebnconvin = ConvBNReLU(in_channels, out_channels)
+        for branch in range(1, height + 1):
+            self.add_module(f"branch{branch}", ConvBNReLU(out_channels, mid_channels, dilation=2 ** (branch - 1)))
+        self.fuse = ConvBNReLU(out_channels + height * mid_channels, out_channels, kernel_size=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        local = self.rebnconvin(x)
+        branches = [getattr(self, f"branch{b}")(local) for b in range(1, self.height + 1)]
+        return self.fuse(torch.cat([local, *branches], dim=1))
+
+
+class PyramidPoolingBlock(nn.Module):
+    """PPM: F1(x) average-pooled 2x, 4x, ..., 2^(L-1)x, a 3x3 layer (-> mid) per level, upsampled, concatenated
+    with F1(x) and fused by a 3x3 layer (PSPNet's pyramid pooling module over RSU-L's scales).
+
+    The paper's point against it: the context is computed on pooled maps and
+    comes back by plain upsampling, without RSU's gradual decoder. Dilated
+    form (for maps too small to pool): the level-k layer runs at full
+    resolution with dilation 2^k instead of on a 2^k-times pooled map.
+    """
+
+    def __init__(self, height: int, in_channels: int, mid_channels: int, out_channels: int, dilated: bool = False):
+        super().__init__()
+        _check(height, in_channels, mid_channels, out_channels)
+        self.levels = height - 1
+        self.dilated = dilated
+        self.rebnconvin = ConvBNReLU(in_channels, out_channels)
+        for level in range(1, self.levels + 1):
+            dilation = 2**level if dilated else 1
+            self.add_module(f"level{level}", ConvBNReLU(out_channels, mid_channels, dilation=dilation))
+        self.fuse = ConvBNReLU(out_channels + self.levels * mid_channels, out_channels)
+
+    def forward(self, x: Tensor) -> Tensor:
+        local = self.rebnconvin(x)
+        features = [local]
+        height, width = local.shape[-2:]
+        for level in range(1, self.levels + 1):
+            conv = getattr(self, f"level{level}")
+            if self.dilated:
+                features.append(conv(local))
+                continue
+            factor = 2**level
+            pooled = F.adaptive_avg_pool2d(local, (math.ceil(height / factor), math.ceil(width / factor)))
+            features.append(resize_to(conv(pooled), local))
+        return self.fuse(torch.cat(features, dim=1))
+
+
+#: The blocks a stage may name, in the order of the paper's comparison (RSU, the default, first).
+BLOCKS: dict[str, type[nn.Module]] = {
+    "rsu": RSU,
+    "plain": PlainBlock,
+    "residual": ResidualBlock,
+    "dense": DenseBlock,
+    "inception": InceptionBlock,
+    "ppm": PyramidPoolingBlock,
+}
+assert tuple(BLOCKS) == BLOCK_NAMES, "configs.BLOCK_NAMES and layers.BLOCKS must name the same blocks"
+
+#: The paper's abbreviations (Fig. 2-3 and its ablation table).
+PAPER_NAMES = {"rsu": "RSU", "plain": "PLN", "residual": "RES", "dense": "DSE", "inception": "INC", "ppm": "PPM"}
+
+
 def build_block(spec: StageSpec) -> nn.Module:
     """The block one row of a stage table describes.
 
     Args:
-        spec: the row (height, channel widths, dilated).
+        spec: the row (height, channel widths, dilated, and which block: ``spec.block``, a key of :data:`BLOCKS`).
 
     Returns:
         A freshly initialised block module.
     """
-    return RSU(
+    try:
+        cls = BLOCKS[spec.block]
+    except KeyError:
+        raise ValueError(f"unknown block {spec.block!r}; expected one of {list(BLOCKS)}") from None
+    return cls(
         height=spec.height,
         in_channels=spec.in_channels,
         mid_channels=spec.mid_channels,
@@ -222,4 +401,7 @@ def build_block(spec: StageSpec) -> nn.Module:
     )
 
 
-__all__ = ["ConvBNReLU", "ConvFactory", "RSU", "build_block", "downsample", "fold_batchnorm", "resize_to"]
+__all__ = [
+    "BLOCKS", "PAPER_NAMES", "ConvBNReLU", "ConvFactory", "DenseBlock", "InceptionBlock", "PlainBlock",
+    "PyramidPoolingBlock", "RSU", "ResidualBlock", "build_block", "downsample", "fold_batchnorm", "resize_to",
+]

@@ -25,6 +25,7 @@ from .configs import (
     ConfigError,
     Preprocessing,
     StageSpec,
+    block_of,
     resolve_stages,
     variant_of,
 )
@@ -71,7 +72,11 @@ class U2Net(nn.Module, HubMixin):
     Args:
         variant: "full" (44.0 M parameters) or "tiny" (1.1 M; also "u2net" / "u2netp"),
             or "custom" with `stages`.
-        stages: a custom stage table (stage name to StageSpec or its dict), instead of a variant.
+        stages: a custom stage table (stage name to StageSpec or its dict), instead of a variant;
+            each row may name its block (see :mod:`u2net_hub.layers`).
+        block: the block of every stage: "rsu" (the paper's, the default), "plain", "residual",
+            "dense", "inception" or "ppm" (``U2Net(variant="tiny", block="plain")``); "mixed" when
+            `stages` names a block per stage.
         in_channels: image channels.
         out_channels: maps per output (1 for saliency).
         input_size: the square size images are resized to before the network.
@@ -84,6 +89,7 @@ class U2Net(nn.Module, HubMixin):
         self,
         variant: str = "full",
         stages: dict | None = None,
+        block: str | None = None,
         in_channels: int = 3,
         out_channels: int = 1,
         input_size: int = 320,
@@ -95,7 +101,15 @@ class U2Net(nn.Module, HubMixin):
         for name, value in (("in_channels", in_channels), ("out_channels", out_channels), ("input_size", input_size)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-        table = resolve_stages(variant if stages is None else None, stages, in_channels)
+        if block == "mixed" and stages is None:
+            raise ConfigError("block 'mixed' means the stage table names each stage's block; give 'stages'")
+        table = resolve_stages(variant if stages is None else None, stages, in_channels,
+                               block=None if block == "mixed" else block)
+        if block is not None and block_of(table) != block:
+            raise ConfigError(
+                f"the configuration names block {block!r} but its stage table has {block_of(table)!r} stages; "
+                "fix 'block' or the stages' 'block' entries"
+            )
         detected = variant_of(table)
         if stages is not None and variant not in (None, "custom", detected):
             raise ConfigError(
@@ -108,6 +122,8 @@ class U2Net(nn.Module, HubMixin):
             raise ConfigError(f"mean and std need {in_channels} values (std > 0), got mean={mean}, std={std}")
 
         self.variant = detected
+        #: The block of every stage ('rsu', 'plain', ...), or 'mixed' when the stages differ.
+        self.block = block_of(table)
         self.stages: dict[str, StageSpec] = table
         self.in_channels = in_channels
         self.out_channels = out_channels
@@ -127,6 +143,7 @@ class U2Net(nn.Module, HubMixin):
         """A JSON-ready description that rebuilds this exact model (what config.json holds)."""
         return {
             "variant": self.variant,
+            "block": self.block,
             "stages": {name: spec.to_dict() for name, spec in self.stages.items()},
             "in_channels": self.in_channels,
             "out_channels": self.out_channels,
@@ -197,6 +214,9 @@ class U2Net(nn.Module, HubMixin):
 
     def _mismatch_hint(self, state_dict: Mapping[str, Any], source: str) -> str | None:
         detected = detect_variant(state_dict)
+        if detected is not None and self.block != "rsu":
+            return (f"{source} holds the RSU weights of the {detected!r} variant but the configuration builds "
+                    f"{self.block!r} blocks")
         if detected is None or detected == self.variant:
             return None
         return (
