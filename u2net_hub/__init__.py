@@ -12,13 +12,13 @@ if "torch" not in _sys.modules:
 from .configs import VARIANTS, ConfigError, Preprocessing, StageSpec
 from .hub import DEMO_MODEL, CheckpointMismatchError, __version__
 from .inference import Prediction, predict
-from .layers import RSU
+from .layers import BLOCKS, RSU
 from .metrics import SODMetrics
 from .modeling import U2Net, U2NetOutput
 from .processing import ImageLoadError
 
 __all__ = [
     "VARIANTS", "ConfigError", "Preprocessing", "StageSpec", "CheckpointMismatchError",
-    "RSU", "U2Net", "U2NetOutput", "__version__", "DEMO_MODEL",
+    "BLOCKS", "RSU", "U2Net", "U2NetOutput", "__version__", "DEMO_MODEL",
     "Prediction", "predict", "ImageLoadError", "SODMetrics",
 ]
