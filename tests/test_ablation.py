@@ -25,7 +25,7 @@ STUDY = ["--variant", "tiny", "--blocks", "rsu,plain", "--max_train_steps", "3",
          "--timing_repeats", "1"]
 
 
-def _run(args, timeout=240):
+def _run(args, timeout=900):
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
     env.pop("ACCELERATE_USE_CPU", None)
     result = subprocess.run(LAUNCH + [str(SCRIPT), *args], capture_output=True, text=True, timeout=timeout,
