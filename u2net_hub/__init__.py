@@ -10,15 +10,17 @@ if "torch" not in _sys.modules:
     _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from .configs import VARIANTS, ConfigError, Preprocessing, StageSpec
+from .datasets_io import predict_dataset
 from .hub import DEMO_MODEL, CheckpointMismatchError, __version__
 from .inference import Prediction, predict
 from .layers import BLOCKS, RSU
 from .metrics import SODMetrics
 from .modeling import U2Net, U2NetOutput
 from .processing import ImageLoadError
+from .video import predict_video
 
 __all__ = [
     "VARIANTS", "ConfigError", "Preprocessing", "StageSpec", "CheckpointMismatchError",
     "BLOCKS", "RSU", "U2Net", "U2NetOutput", "__version__", "DEMO_MODEL",
-    "Prediction", "predict", "ImageLoadError", "SODMetrics",
+    "Prediction", "predict", "ImageLoadError", "SODMetrics", "predict_dataset", "predict_video",
 ]

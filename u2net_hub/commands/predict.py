@@ -27,6 +27,8 @@ from ..modeling import U2Net
 from ..matting import MattingError, MattingOptions, post_process_mask
 from ..pipeline import png_options
 from ..processing import ImageLoadError, parse_background, set_max_pixels, to_mask
+from ..video import VIDEO_EXTENSIONS
+from . import _predict_scale as _scale
 from . import add_fast_path_arguments
 
 #: Extensions picked up when walking folders (files named explicitly are always tried).
@@ -39,6 +41,7 @@ FORMATS = ("mask", "rgba", "sides")
 MARKER_NAME = ".u2net-predict.json"
 #: Written into the output folder when some output names differ from their input's (name clashes).
 MAPPING_NAME = "outputs.csv"
+_WALKED = IMAGE_EXTENSIONS | VIDEO_EXTENSIONS
 
 
 def register(subparsers) -> None:
@@ -53,11 +56,11 @@ def register(subparsers) -> None:
             "its output. Output folders of earlier runs inside the inputs are skipped."
         ),
     )
-    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or glob patterns")
+    parser.add_argument("inputs", nargs="*", metavar="INPUT", help="image or video files, folders or glob patterns")
     parser.add_argument("--model", "-m", default=None,
                         help="a save_pretrained folder or a Hub repo id (default: the bundled demo model)")
-    parser.add_argument("--output-dir", "-o", required=True, metavar="DIR",
-                        help="the folder to write the PNGs to (created if needed)")
+    parser.add_argument("--output-dir", "-o", default=None, metavar="DIR",
+                        help="the folder to write the PNGs to (created if needed; videos too)")
     parser.add_argument("--format", "-f", choices=FORMATS, default=None,
                         help="mask (the default): 8-bit mask; rgba: cutout with the mask as alpha; sides: the six side outputs and the fused map")
     parser.add_argument("--normalize", action="store_true", help="min-max each map per image (the original's normPRED)")
@@ -97,6 +100,7 @@ def register(subparsers) -> None:
     parser.add_argument("--draft", action="store_true",
                         help="masks and sides: decode JPEGs at 1/2..1/8 scale (faster; masks differ from a full "
                         "decode by a few grey levels at edges)")
+    _scale.add_arguments(parser)
     parser.set_defaults(run=run)
 
 
@@ -130,7 +134,7 @@ def _walk(folder: Path, skip: Path, skipped: set[Path]) -> list[Path]:
             else:
                 kept.append(d)
         dirs[:] = kept
-        found.extend(root_path / f for f in sorted(files) if Path(f).suffix.lower() in IMAGE_EXTENSIONS)
+        found.extend(root_path / f for f in sorted(files) if Path(f).suffix.lower() in _WALKED)
     return found
 
 
@@ -361,6 +365,12 @@ def run(args: argparse.Namespace) -> int:
     args.format = args.format or "mask"
     if args.batch_size < 1:
         return usage(f"--batch-size must be at least 1, got {args.batch_size}")
+    if _scale.uses_dataset(args):
+        return _scale.run_dataset(args, _load_model)
+    if not args.inputs:
+        return usage("give INPUT files, folders or globs (or --dataset D --output-dataset OUT)")
+    if args.output_dir is None:
+        return usage("--output-dir/-o is required with INPUT files")
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
         return usage(f"--threshold must be between 0 and 1, got {args.threshold}")
     if args.background is not None and args.format != "rgba":
@@ -392,6 +402,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"u2net predict: {problem}", file=sys.stderr)
     if not jobs:
         return usage("no images found in the inputs given")
+    videos = [job for job in jobs if _scale.is_video(job[0])]
+    jobs = [job for job in jobs if job not in videos]
 
     model, error = _load_model(args.model)
     if model is None:
@@ -429,6 +441,7 @@ def run(args: argparse.Namespace) -> int:
         failed += 1
         tqdm.write(f"u2net predict: skipped {error}", file=sys.stderr)
 
+    ok += _scale.run_videos(videos, args, model, output_dir, fail)
     runnable = []
     for source, stem in jobs:
         targets = _outputs(stem, output_dir, args.format)
@@ -444,7 +457,7 @@ def run(args: argparse.Namespace) -> int:
         except OSError as error:
             raise _WriteError(f"cannot write {targets[0]}: {error}") from None
 
-    with tqdm(total=len(jobs), desc="predict", unit="image", file=sys.stderr) as bar:
+    with tqdm(total=len(jobs), desc="predict", unit="image", file=sys.stderr, disable=not jobs) as bar:
         bar.update(len(jobs) - len(runnable))
         results = iter_predictions(
             model, [source for source, _ in runnable], normalize=args.normalize, batch_size=args.batch_size,

@@ -25,7 +25,7 @@ from typing import Any
 
 from .synthetic import make_synthetic_dataset
 
-__all__ = ["load_saliency_dataset", "split_for_validation", "pair_folders", "DatasetLoadError",
+__all__ = ["load_saliency_dataset", "load_dataset_as_stored", "split_for_validation", "pair_folders", "DatasetLoadError",
            "IMAGE_EXTENSIONS", "MASK_EXTENSIONS"]
 
 logger = logging.getLogger(__name__)
@@ -155,9 +155,9 @@ def _folder_pair_dataset(root: Path, split: str | None):
 
 
 def _pick_split(loaded: Any, split: str | None, where: str):
-    from datasets import DatasetDict
+    from datasets import DatasetDict, IterableDatasetDict
 
-    if not isinstance(loaded, DatasetDict):
+    if not isinstance(loaded, (DatasetDict, IterableDatasetDict)):
         own = getattr(loaded, "split", None)
         if not _known_split(split) and (own is None or str(own) != split):
             raise DatasetLoadError(
@@ -202,17 +202,55 @@ def _load_local(root: Path, config_name: str | None, split: str | None, cache_di
     return loaded
 
 
-def _load_hub(name: str, config_name: str | None, split: str | None, cache_dir: str | None):
+def _load_hub(name: str, config_name: str | None, split: str | None, cache_dir: str | None, streaming: bool = False):
     import datasets
 
     try:
-        loaded = datasets.load_dataset(name, config_name, split=split, cache_dir=cache_dir)
+        loaded = datasets.load_dataset(name, config_name, split=split, cache_dir=cache_dir, streaming=streaming)
     except Exception as error:  # noqa: BLE001 - one clear message whatever went wrong underneath
         raise DatasetLoadError(
             f"cannot load Hub dataset {name!r} (config {config_name!r}, split {split!r}): "
             f"{type(error).__name__}: {error}. A local folder of that name does not exist either."
         ) from error
     return _pick_split(loaded, split, name)
+
+
+def load_dataset_as_stored(
+    source: str,
+    config_name: str | None = None,
+    split: str | None = "train",
+    *,
+    streaming: bool = True,
+    cache_dir: str | None = None,
+):
+    """A dataset with every one of its columns, from the places :func:`load_saliency_dataset` knows.
+
+    For predicting over a dataset rather than training on it: nothing is
+    selected or renamed, so each row keeps its identity. A Hub id is streamed
+    (``streaming=True``, an `IterableDataset`: nothing is materialised); a local
+    folder (imagefolder with or without ``metadata.jsonl``, ``save_to_disk``
+    folder, images/ + masks/ pair, parquet clone) gives a map-style `Dataset`.
+
+    Args:
+        source: a Hub dataset id or a local folder.
+        config_name: the dataset configuration (Hub datasets and clones).
+        split: the split to return; None is fine when there is only one.
+        streaming: stream Hub datasets instead of downloading them first.
+        cache_dir: the `datasets` cache folder.
+
+    Returns:
+        A `datasets.Dataset` or `datasets.IterableDataset`. Raises
+        :class:`DatasetLoadError` naming the splits or layouts that exist.
+    """
+    path = Path(str(source)).expanduser()
+    if path.is_dir():
+        loaded = _load_local(path, config_name, split, cache_dir)
+        return _pick_split(loaded, split, str(path))
+    if path.exists():
+        raise DatasetLoadError(f"{source}: not a folder")
+    if str(source).startswith((".", "/", "~")) or str(source).count("/") > 1:
+        raise DatasetLoadError(f"{source}: no such folder (and not a Hub id like 'nobg/DUTS')")
+    return _load_hub(str(source), config_name, split, cache_dir, streaming=streaming)
 
 
 def _to_image_mask(dataset, image_column: str, mask_column: str, where: str):
