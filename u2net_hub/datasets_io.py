@@ -405,7 +405,10 @@ def predict_dataset(
     if compile and not fast:
         raise DatasetPredictionError("compile=True compiles the fast path; it cannot be combined with fast=False")
 
-    state = PartialState()
+    from accelerate.utils import parse_flag_from_env
+
+    # On CPUs (ACCELERATE_USE_CPU=1, or --device cpu) the processes talk over gloo; else one accelerator each.
+    state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU") or str(device or "").startswith("cpu"))
     rank, world = state.process_index, state.num_processes
     output_dir = Path(output_dir)
 
