@@ -44,7 +44,16 @@ _AUDIO_COPY = {
 
 
 class VideoError(RuntimeError):
-    """A video that cannot be read or written (the message names the file and the reason)."""
+    """A video that cannot be read or written: ``str()`` is "<file>: <reason>", ``reason`` the reason alone."""
+
+    def __init__(self, source: Any, reason: str):
+        super().__init__(f"{source}: {reason}")
+        self.source, self.reason = source, reason
+
+
+def _why(error: Exception) -> str:
+    """FFmpeg's own words, without PyAV's errno and file name decoration."""
+    return getattr(error, "strerror", None) or str(error)
 
 
 @dataclass
@@ -130,18 +139,18 @@ def predict_video(
     try:
         container = av.open(str(source))
     except (av.error.FFmpegError, OSError, ValueError) as error:
-        raise VideoError(f"{source}: cannot open the video ({error})") from None
+        raise VideoError(source, f"cannot open the video ({_why(error)})") from None
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_name(f".{output.stem}.part{output.suffix}")
     try:
         if not container.streams.video:
-            raise VideoError(f"{source}: no video stream in this file")
+            raise VideoError(source, "no video stream in this file")
         vin = container.streams.video[0]
         vin.thread_type = "AUTO"
         ain = container.streams.audio[0] if container.streams.audio else None
         width, height = vin.codec_context.width, vin.codec_context.height
         if not width or not height:
-            raise VideoError(f"{source}: the video stream declares no frame size")
+            raise VideoError(source, "the video stream declares no frame size")
         rate = vin.average_rate or vin.guessed_rate or 25
         time_base = vin.time_base or (1 / rate)
         options = {"movflags": "+faststart"} if output.suffix.lower() == ".mp4" else {}
@@ -212,12 +221,12 @@ def predict_video(
                         packet.stream = aout
                         sink.mux(packet)
             except av.error.FFmpegError as error:
-                raise VideoError(f"{source}: cannot decode the video after {frames_done + len(pending)} frames "
-                                 f"({error})") from None
+                raise VideoError(source, f"cannot decode the video after {frames_done + len(pending)} frames "
+                                         f"({_why(error)})") from None
             flush()
             bar.close()
             if frames_done == 0:
-                raise VideoError(f"{source}: no frame could be decoded")
+                raise VideoError(source, "no frame could be decoded")
             for packet in vout.encode():
                 sink.mux(packet)
             if transcode:

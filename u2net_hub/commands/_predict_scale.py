@@ -110,5 +110,5 @@ def run_videos(jobs, args: argparse.Namespace, model, output_dir: Path, fail) ->
                           compile=args.compile)
             ok += 1
         except VideoError as error:
-            fail(source, str(error))
+            fail(source, error.reason)
     return ok
