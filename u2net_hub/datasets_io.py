@@ -340,6 +340,27 @@ def _iter_rows(dataset, indices: range | None) -> Iterator[tuple[int, dict]]:
             yield indices.start + offset, row
 
 
+def _process_state(device: str | None):
+    """Accelerate's view of this process, and the GPU it gets when several processes share one.
+
+    The process group only synchronises (barriers), so its backend need not
+    match the model's device: on CPUs (``ACCELERATE_USE_CPU=1`` or a cpu
+    device) and when one machine runs more processes than it has GPUs (NCCL
+    wants one GPU per rank; a GPU several times faster than one process can
+    decode JPEGs is best fed by several) the processes talk over gloo.
+    """
+    import torch
+    from accelerate import PartialState
+    from accelerate.utils import parse_flag_from_env
+
+    on_cpu = parse_flag_from_env("ACCELERATE_USE_CPU") or str(device or "").startswith("cpu")
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    sharing = not on_cpu and device is None and 0 < gpus < local_world
+    state = PartialState(cpu=on_cpu or sharing)
+    return state, (f"cuda:{state.local_process_index % gpus}" if sharing else None)
+
+
 def predict_dataset(
     model: Any,
     dataset: Any,
@@ -385,7 +406,6 @@ def predict_dataset(
     Returns:
         A :class:`DatasetPredictionResult` (complete on the main process).
     """
-    from accelerate import PartialState
     from tqdm.auto import tqdm
 
     from .inference import _check_batch_size, predict
@@ -405,10 +425,8 @@ def predict_dataset(
     if compile and not fast:
         raise DatasetPredictionError("compile=True compiles the fast path; it cannot be combined with fast=False")
 
-    from accelerate.utils import parse_flag_from_env
-
-    # On CPUs (ACCELERATE_USE_CPU=1, or --device cpu) the processes talk over gloo; else one accelerator each.
-    state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU") or str(device or "").startswith("cpu"))
+    state, shared_gpu = _process_state(device)
+    device = device or shared_gpu
     rank, world = state.process_index, state.num_processes
     output_dir = Path(output_dir)
 
