@@ -179,16 +179,16 @@ def test_a_broken_video_is_reported_and_the_others_are_written(clip, model_dir, 
 
 def test_frames_go_through_the_model_in_batches_as_they_are_decoded(clip, model_dir, tmp_path, monkeypatch):
     """Streamed: predict() sees at most --batch-size frames at a time, so memory does not grow with the video."""
-    from u2net_hub import inference, video
+    from u2net_hub import video
 
     calls: list[int] = []
-    real = inference.predict
+    real = video.predict
 
     def counting(model, images, **kwargs):
         calls.append(len(images))
         return real(model, images, **kwargs)
 
-    monkeypatch.setattr(inference, "predict", counting)
+    monkeypatch.setattr(video, "predict", counting)
     model = U2Net.from_pretrained(str(model_dir))
     result = video.predict_video(model, clip, tmp_path / "m.mp4", batch_size=4, progress=False)
     assert result.frames == FRAMES and result.rate == Fraction(FPS) and result.audio == "copied (aac)"

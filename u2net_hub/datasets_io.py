@@ -34,6 +34,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+import torch
+from tqdm.auto import tqdm
+
+from .convert import PushError
+from .data.loading import DatasetLoadError, load_dataset_as_stored
+from .hub import DEMO_MODEL, __version__
+from .inference import _check_batch_size, predict
+from .modeling import U2Net
+from .processing import ImageLoadError, check_threshold, load_image, to_mask
+
 __all__ = ["predict_dataset", "push_dataset", "read_shard_record", "shard_path", "DatasetPredictionError",
            "DatasetPredictionResult", "MANIFEST_NAME"]
 
@@ -102,8 +112,6 @@ def _open_dataset(dataset: Any, split: str | None, config_name: str | None):
         if split not in dataset:
             raise DatasetPredictionError(f"the dataset has no split {split!r}; its splits: {', '.join(dataset)}")
         return dataset[split], {"source": f"a {type(dataset).__name__} given in Python", "split": split}
-    from .data.loading import DatasetLoadError, load_dataset_as_stored
-
     name = str(dataset)
     try:
         loaded = load_dataset_as_stored(name, config_name, split, streaming=True)
@@ -169,8 +177,6 @@ def _row_name(index: int, value: Any) -> str:
 
 
 def _model_fingerprint(model) -> str:
-    import torch
-
     digest = hashlib.sha256()
     for name, tensor in sorted(model.state_dict().items()):
         digest.update(name.encode())
@@ -276,8 +282,6 @@ def read_shard_record(path: str | Path) -> dict:
 
 
 def _card(manifest: dict, output_dir: Path, done: int, total: int | None, rows: int | None, errors: int | None) -> str:
-    from . import __version__
-
     settings = manifest["settings"]
     state = (
         f"complete: {total} shards, {rows} rows, {errors} of them with an `error` (mask null)"
@@ -321,15 +325,12 @@ def _card(manifest: dict, output_dir: Path, done: int, total: int | None, rows: 
 # ------------------------------------------------------------------------- running
 
 
-def _model(model: Any):
-    from .modeling import U2Net
-
+def _model(model: Any, name: str | None):
+    """(the model, the name the card and manifest give it)."""
     if isinstance(model, (str, os.PathLike)) or model is None:
-        from . import DEMO_MODEL
-
-        name = str(model) if model is not None else DEMO_MODEL
-        return U2Net.from_pretrained(name), (name if model is not None else "u2net-tiny-synthetic (bundled demo)")
-    return model, str(getattr(model, "name_or_path", None) or getattr(model, "_u2net_name", None) or "a U2Net given in Python")
+        source = str(model) if model is not None else DEMO_MODEL
+        return U2Net.from_pretrained(source), name or (str(model) if model is not None else "the bundled demo model")
+    return model, name or "a U2Net given in Python"
 
 
 def _iter_rows(dataset, indices: range | None) -> Iterator[tuple[int, dict]]:
@@ -349,7 +350,6 @@ def _process_state(device: str | None):
     wants one GPU per rank; a GPU several times faster than one process can
     decode JPEGs is best fed by several) the processes talk over gloo.
     """
-    import torch
     from accelerate import PartialState
     from accelerate.utils import parse_flag_from_env
 
@@ -380,6 +380,7 @@ def predict_dataset(
     push_to_hub: str | None = None,
     private: bool = False,
     progress: bool = True,
+    model_name: str | None = None,
 ) -> DatasetPredictionResult:
     """Masks for every row of a dataset, written as resumable Parquet shards in ``output_dir``.
 
@@ -402,15 +403,11 @@ def predict_dataset(
             :class:`~u2net_hub.convert.PushError` after saving locally if it fails).
         private: create the repo as private.
         progress: show a tqdm bar per process (the main one counts every process's rows).
+        model_name: how the card and the manifest name the model (default: the name given as ``model``).
 
     Returns:
         A :class:`DatasetPredictionResult` (complete on the main process).
     """
-    from tqdm.auto import tqdm
-
-    from .inference import _check_batch_size, predict
-    from .processing import ImageLoadError, check_threshold, load_image, to_mask
-
     if isinstance(shard_size, bool) or not isinstance(shard_size, int) or shard_size < 1:
         raise DatasetPredictionError(f"shard_size must be a positive integer, got {shard_size!r}")
     try:
@@ -447,7 +444,7 @@ def predict_dataset(
     num_rows = None if streamed else len(source)
     num_shards = None if num_rows is None else math.ceil(num_rows / shard_size)
 
-    network, model_name = _model(model)
+    network, model_name = _model(model, model_name)
     manifest = {
         "format": FORMAT_VERSION,
         "model": model_name,
@@ -620,8 +617,6 @@ def predict_dataset(
 def push_dataset(output_dir: str | Path, repo_id: str, *, private: bool = False) -> str:
     """Upload a finished output folder as a dataset repo; raises PushError (offline mode included)."""
     from huggingface_hub import HfApi, constants
-
-    from .convert import PushError
 
     retry = f"`hf upload {repo_id} {output_dir} --repo-type dataset`"
     offline = constants.is_offline_mode() if hasattr(constants, "is_offline_mode") else constants.HF_HUB_OFFLINE

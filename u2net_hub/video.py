@@ -28,6 +28,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
+
+from .inference import _check_batch_size, predict
+from .processing import to_mask
 
 __all__ = ["predict_video", "VideoError", "VideoResult", "VIDEO_EXTENSIONS", "is_video_file", "output_name"]
 
@@ -127,10 +131,6 @@ def predict_video(
         A :class:`VideoResult`. Raises :class:`VideoError` for a video that cannot be decoded.
     """
     import av
-    from tqdm.auto import tqdm
-
-    from .inference import _check_batch_size, predict
-    from .processing import to_mask
 
     if format not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {format!r}")

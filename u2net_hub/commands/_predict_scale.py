@@ -10,6 +10,13 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..convert import PushError
+from ..datasets_io import DatasetPredictionError, predict_dataset
+from ..video import VideoError, is_video_file, output_name, predict_video
+
+
+DEMO_NAME = "u2net-tiny-synthetic (bundled demo)"
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group(
@@ -36,9 +43,6 @@ def uses_dataset(args: argparse.Namespace) -> bool:
 
 def run_dataset(args: argparse.Namespace, load_model) -> int:
     """`u2net predict --dataset D --output-dataset OUT`; ``load_model(name)`` -> (model, error)."""
-    from ..convert import PushError
-    from ..datasets_io import DatasetPredictionError, predict_dataset
-
     def usage(message: str) -> int:
         print(f"u2net predict: {message}", file=sys.stderr)
         return 2
@@ -56,13 +60,13 @@ def run_dataset(args: argparse.Namespace, load_model) -> int:
     model, error = load_model(args.model)
     if model is None:
         return usage(error)
-    model._u2net_name = args.model or "u2net-tiny-synthetic (bundled demo)"
     try:
         result = predict_dataset(
             model, args.dataset, args.output_dataset, split=args.split, config_name=args.config,
             image_column=args.image_column, shard_size=args.shard_size, keep_image=args.keep_image,
-            batch_size=args.batch_size, normalize=args.normalize, threshold=args.threshold, fast=not args.exact,
+            batch_size=args.batch_size, normalize=args.normalize, threshold=args.threshold, fast=args.fast,
             compile=args.compile, device=args.device, push_to_hub=args.push_to_hub, private=args.private,
+            model_name=args.model or DEMO_NAME,
         )
     except DatasetPredictionError as error:
         return usage(str(error))
@@ -79,15 +83,11 @@ def run_dataset(args: argparse.Namespace, load_model) -> int:
 
 
 def is_video(path: Path) -> bool:
-    from ..video import is_video_file
-
     return is_video_file(path)
 
 
 def run_videos(jobs, args: argparse.Namespace, model, output_dir: Path, fail) -> int:
     """Each (video, stem) job -> OUT/<stem>.mp4 (mask) or .mov (rgba); returns how many were written."""
-    from ..video import VideoError, output_name, predict_video
-
     if not jobs:
         return 0
     if args.format == "sides":
@@ -106,7 +106,7 @@ def run_videos(jobs, args: argparse.Namespace, model, output_dir: Path, fail) ->
             continue
         try:
             predict_video(model, source, target, format=args.format, batch_size=args.batch_size,
-                          normalize=args.normalize, threshold=args.threshold, fast=not args.exact,
+                          normalize=args.normalize, threshold=args.threshold, fast=args.fast,
                           compile=args.compile)
             ok += 1
         except VideoError as error:
