@@ -7,13 +7,14 @@ other work slows every configuration alike), each into a fresh output folder.
 The figure is the command's own summary: rows predicted / wall time from the
 first shard to the last (process start-up, model loading and the dataset
 index are not in it). A configuration is PROCESSESxTHREADS (``OMP_NUM_THREADS``
-per process; on CPU the default splits the cores: 1x2 and 2x1 on 2 cores). On
+per process; on CPU the default splits the cores: 1x2 and 2x1 on 2 cores; a trailing
+``p``, as in 1x2p, also sets ``OMP_WAIT_POLICY=PASSIVE``). On
 GPU every process gets a GPU of its own, or, with more processes than GPUs,
 they share them.
 
 Examples::
 
-    python benchmarks/dataset_scale.py --configs 1x2 1x1 2x1 --images 96 --rounds 3      # CPU, 2 cores
+    python benchmarks/dataset_scale.py --configs 1x2 1x2p 1x1 2x1 --images 64 --rounds 3   # CPU, 2 cores
     python benchmarks/dataset_scale.py --device cuda --configs 1x4 2x4 4x4 --images 4000 --model full
 """
 
@@ -71,8 +72,11 @@ def make_model(kind: str, folder: Path) -> str:
 
 
 def run(config: str, args, data: Path, model: str, out: Path) -> dict:
-    processes, threads = (int(v) for v in config.split("x"))
+    passive = config.endswith("p")
+    processes, threads = (int(v) for v in config.rstrip("p").split("x"))
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1", OMP_NUM_THREADS=str(threads))
+    if passive:  # idle OpenMP threads sleep instead of spinning (matters when the cores are shared)
+        env["OMP_WAIT_POLICY"] = "PASSIVE"
     predict = ["predict", "--dataset", str(data), "--output-dataset", str(out), "--model", model,
                "--shard-size", str(args.shard_size), "--batch-size", str(args.batch_size)]
     if processes == 1:
@@ -96,7 +100,7 @@ def run(config: str, args, data: Path, model: str, out: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--configs", nargs="+", default=None,
-                        help="PROCESSESxTHREADS each (default: 1xCORES and 2x(CORES/2))")
+                        help="PROCESSESxTHREADS[p] each (default: 1xCORES and 2x(CORES/2); p: OMP_WAIT_POLICY=PASSIVE)")
     parser.add_argument("--images", type=int, default=96)
     parser.add_argument("--image-size", default="640x480", help="WxH of the JPEGs (default 640x480)")
     parser.add_argument("--model", default="demo", help="demo (bundled tiny), full, tiny, or a model folder")

@@ -141,7 +141,7 @@ def test_one_process_keeps_every_column_and_records_the_unreadable_row(one_proce
     assert isinstance(rows.features["mask"], datasets.Image)
     for i, (mask, error) in enumerate(zip(rows["mask"], rows["error"])):
         if i == BAD_ROW:
-            assert mask is None and "005.jpg" in error and "not an image" in error
+            assert mask is None and error.startswith("row 5 (") and "005.jpg): not an image file" in error
         else:
             assert error is None and mask.mode == "L" and mask.size == _scene(i).size
     # Row 0's mask is the one predict() gives for its image in its batch (rows 0 and 1 of shard 0).
@@ -161,7 +161,7 @@ def test_two_processes_split_the_shards_and_give_the_same_masks(one_process, ima
     output = _ok(_u2net(["--dataset", str(imagefolder), "--output-dataset", str(out2), "--model", str(model_dir),
                          "--shard-size", "3", "--batch-size", "2"], processes=2))
     assert "world size: 2" in output
-    logs = [json.loads((out2 / "logs" / f"rank-{r}-of-2.json").read_text()) for r in (0, 1)]
+    logs = [json.loads((out2 / ".u2net" / "logs" / f"rank-{r}-of-2.json").read_text()) for r in (0, 1)]
     assert [log["world_size"] for log in logs] == [2, 2]
     assert [log["shards_written"] for log in logs] == [4, 3]  # shards 0,2,4,6 and 1,3,5
     records = [read_shard_record(shard_path(out2, i)) for i in range(7)]
@@ -187,6 +187,15 @@ def test_a_rerun_skips_finished_shards_and_other_settings_are_refused(one_proces
     assert "other settings" in refused and "batch_size: 2 -> 4" in refused
     assert {p.name: p.stat().st_mtime_ns for p in (out / "data").iterdir()} == before
     assert json.loads((out / MANIFEST_NAME).read_text())["settings"]["batch_size"] == 2
+
+
+def test_push_to_hub_offline_keeps_the_dataset_and_says_how_to_retry(one_process, imagefolder, model_dir, capsys):
+    out, _ = one_process
+    code, _, err = _here(["--dataset", str(imagefolder), "--output-dataset", str(out), "--model", str(model_dir),
+                          "--shard-size", "3", "--batch-size", "2", "--push-to-hub", "me/shop-masks"], capsys)
+    assert code == 1
+    assert "offline mode" in err and f"hf upload me/shop-masks {out} --repo-type dataset" in err
+    assert len(_masks(out)) == ROWS
 
 
 def test_sigkill_at_any_moment_then_rerun_gives_every_row_exactly_once(imagefolder, model_dir, tmp_path, capsys):
@@ -219,6 +228,7 @@ def test_sigkill_at_any_moment_then_rerun_gives_every_row_exactly_once(imagefold
     assert rows["sku"] == [f"SKU-{i:04d}" for i in range(ROWS)]
     assert [e is None for e in rows["error"]] == [i != BAD_ROW for i in range(ROWS)]
     assert all(m is not None for i, m in enumerate(rows["mask"]) if i != BAD_ROW)
+    assert not list((out / "data").glob(".*"))  # the leftover was cleared once its shard was written
 
 
 def _hub_style_parquet(root: Path) -> Path:
@@ -282,3 +292,15 @@ def test_usage_errors_are_one_line(imagefolder, tmp_path, model_dir, capsys):
     code, _, err = _here(["--dataset", "nobody/nothing", "--output-dataset", str(tmp_path / "o2")], capsys)
     assert code == 2 and "cannot load Hub dataset 'nobody/nothing'" in err and len(err.strip().splitlines()) == 1
     assert (tmp_path / "busy" / "notes.txt").read_text() == "mine"
+
+
+def test_two_outputs_of_the_same_name_load_their_own_rows(tmp_path, model_dir):
+    """`datasets` caches a local folder by its name and config: each OUT must still load its own files."""
+    source = _hub_style_parquet(tmp_path / "clone")
+    predict_dataset(str(model_dir), str(source), tmp_path / "a" / "masks", shard_size=4, progress=False)
+    predict_dataset(str(model_dir), str(source), tmp_path / "b" / "masks", shard_size=4, threshold=0.5,
+                    progress=False)
+    soft = _arrays(_masks(tmp_path / "a" / "masks"))
+    hard = _arrays(_masks(tmp_path / "b" / "masks"))
+    assert all(set(np.unique(m)) <= {0, 255} for m in hard)
+    assert any(len(np.unique(m)) > 2 for m in soft)

@@ -14,11 +14,15 @@ many processes ran: one process or eight give the same masks.
                                    with keep_image), ``mask`` (PNG "L" at the
                                    image's size, null when it failed), ``error``
     README.md                      dataset card: model, settings, counts
-    u2net_manifest.json            settings + input fingerprint; a rerun with
+    .u2net/manifest.json           settings + input fingerprint; a rerun with
                                    others into the same OUT is refused
-    logs/rank-R-of-W.json          what each process did in the latest run
+    .u2net/logs/rank-R-of-W.json   what each process did in the latest run
 
-and ``datasets.load_dataset(OUT, split="train")`` loads it.
+and ``datasets.load_dataset(OUT, split="train")`` loads it. The card has no
+``configs:`` block on purpose: with one, `datasets` (5.x) keys its cache on the
+data-file pattern alone, so a second folder of the same name would load the
+first one's cached rows; without it the hidden folder and the temporary files
+are skipped and the cache follows the files themselves.
 """
 
 from __future__ import annotations
@@ -47,10 +51,12 @@ from .processing import ImageLoadError, check_threshold, load_image, to_mask
 __all__ = ["predict_dataset", "push_dataset", "read_shard_record", "shard_path", "DatasetPredictionError",
            "DatasetPredictionResult", "MANIFEST_NAME"]
 
-MANIFEST_NAME = "u2net_manifest.json"
+#: Our bookkeeping lives in a hidden folder, which `datasets` never takes for data files.
+META_DIR = ".u2net"
+MANIFEST_NAME = f"{META_DIR}/manifest.json"
+LOGS_DIR = f"{META_DIR}/logs"
 FORMAT_VERSION = 1
 DATA_DIR = "data"
-LOGS_DIR = "logs"
 #: Input columns whose names we need are kept under this prefix.
 RENAMED_PREFIX = "input_"
 
@@ -168,9 +174,14 @@ def _image_source(value: Any) -> Any:
     return value
 
 
-def _row_name(index: int, value: Any) -> str:
+def _row_error(index: int, value: Any, error: Exception) -> str:
+    """'row 5 (images/005.jpg): not an image file ...' - the row, its file when it has one, the reason."""
     path = value.get("path") if isinstance(value, dict) else value if isinstance(value, str) else None
-    return f"row {index}" + (f" ({path})" if path else "")
+    message = str(error)
+    for prefix in (f"{path}: ", "bytes: "):
+        if path and message.startswith(prefix):
+            message = message[len(prefix):]
+    return f"row {index}" + (f" ({path})" if path else "") + f": {message}"
 
 
 # ------------------------------------------------------------------------ manifest
@@ -272,6 +283,8 @@ def _write_shard(path: Path, rows: dict[str, list], features, record: dict) -> N
         os.fsync(handle.fileno())
     os.replace(tmp, path)
     _fsync_dir(path.parent)
+    for stale in path.parent.glob(f".{path.name}.tmp-*"):  # what killed earlier attempts left behind
+        stale.unlink(missing_ok=True)
 
 
 def read_shard_record(path: str | Path) -> dict:
@@ -289,11 +302,6 @@ def _card(manifest: dict, output_dir: Path, done: int, total: int | None, rows: 
     )
     lines = [
         "---",
-        "configs:",
-        "- config_name: default",
-        "  data_files:",
-        "  - split: train",
-        f"    path: {DATA_DIR}/shard-*.parquet",
         "tags:",
         "- u2net",
         "- saliency",
@@ -485,7 +493,7 @@ def predict_dataset(
             total = None if mine is None else sum(rows_in(i) for i in mine)
             initial = 0 if mine is None else sum(rows_in(i) for i in mine if finished(i))
         bar = tqdm(total=total, initial=initial, desc="predict" if state.is_main_process else f"rank {rank}",
-                   unit="image", position=rank, leave=state.is_main_process, file=sys.stderr, dynamic_ncols=True)
+                   unit="image", position=state.local_process_index, leave=state.is_main_process, file=sys.stderr, dynamic_ncols=True)
 
     def others_landed() -> None:
         """The main bar also counts the shards other processes have finished."""
@@ -515,7 +523,7 @@ def predict_dataset(
                     raise ImageLoadError("no image in this row")
                 good.append((position, load_image(item)))
             except ImageLoadError as error:
-                errors[position] = f"{_row_name(row_index, value)}: {error}"
+                errors[position] = _row_error(row_index, value, error)
             if len(good) == batch_size or (position == len(rows) - 1 and good):
                 predictions = predict(network, [image for _, image in good], batch_size=len(good),
                                       normalize=normalize, fast=fast, compile=compile, sides=False)
@@ -558,12 +566,13 @@ def predict_dataset(
                 if buffer:
                     run_shard(current, buffer)
                 buffer, current = [], index
-                if index % world == rank and finished(index):
-                    skipped_streamed += 1
-                    if bar is not None:
-                        bar.update(rows_in(index))
-            if index % world == rank and not finished(index):
-                buffer.append((row_index, row))
+                done = index % world == rank and finished(index)
+                skipped_streamed += done
+            if index % world == rank:
+                if not done:
+                    buffer.append((row_index, row))
+                elif bar is not None:
+                    bar.update(1)
         if buffer:
             run_shard(current, buffer)
         num_rows = count
@@ -629,7 +638,7 @@ def push_dataset(output_dir: str | Path, repo_id: str, *, private: bool = False)
         api = HfApi()
         api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
         api.upload_folder(repo_id=repo_id, repo_type="dataset", folder_path=str(output_dir),
-                          ignore_patterns=["**/.*", ".*", f"{LOGS_DIR}/*"])
+                          ignore_patterns=[".*", "**/.*"])  # bookkeeping and temporary files
     except Exception as error:  # network, authentication, permissions: all reported the same way
         raise PushError(
             f"cannot push to {repo_id}: {type(error).__name__}: {error}; the dataset is saved in {output_dir}; "
