@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--output-dataset", metavar="OUT", default=None,
                        help="folder of Parquet shards + dataset card; rerun the same command to resume")
     group.add_argument("--split", default="train", help="the split of D to predict (default train)")
-    group.add_argument("--config", default=None, help="the configuration of D, for Hub datasets that have several")
+    group.add_argument("--dataset-config", default=None, help="the configuration of D, for Hub datasets that have several")
     group.add_argument("--image-column", default="image", help="the column holding the images (default image)")
     group.add_argument("--shard-size", type=int, default=1000,
                        help="rows per output file, the unit of work and of resuming (default 1000)")
@@ -49,8 +49,8 @@ def run_dataset(args: argparse.Namespace, load_model) -> int:
 
     if args.dataset is None or args.output_dataset is None:
         return usage("--dataset and --output-dataset go together")
-    if args.inputs:
-        return usage("give either INPUT files or --dataset, not both")
+    if args.inputs or args.output_dir is not None:
+        return usage("--dataset goes with --output-dataset OUT; INPUT files and --output-dir are the other mode")
     if args.format != "mask":
         return usage(f"--dataset writes masks; --format {args.format} applies to files only")
     if args.background is not None:
@@ -62,7 +62,7 @@ def run_dataset(args: argparse.Namespace, load_model) -> int:
         return usage(error)
     try:
         result = predict_dataset(
-            model, args.dataset, args.output_dataset, split=args.split, config_name=args.config,
+            model, args.dataset, args.output_dataset, split=args.split, config_name=args.dataset_config,
             image_column=args.image_column, shard_size=args.shard_size, keep_image=args.keep_image,
             batch_size=args.batch_size, normalize=args.normalize, threshold=args.threshold, fast=args.fast,
             compile=args.compile, device=args.device, push_to_hub=args.push_to_hub, private=args.private,
