@@ -24,16 +24,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "-m u2net_hub predict ...` every process takes its own shards)")
     group.add_argument("--dataset", metavar="D", default=None,
                        help="a Hub dataset id (streamed), a local imagefolder or a save_to_disk folder")
-    group.add_argument("--output-dataset", metavar="OUT", default=None,
+    group.add_argument("--output-dataset", metavar="DIR", default=None,
                        help="folder of Parquet shards + dataset card; rerun the same command to resume")
     group.add_argument("--split", default="train", help="the split of D to predict (default train)")
     group.add_argument("--dataset-config", default=None, help="the configuration of D, for Hub datasets that have several")
     group.add_argument("--image-column", default="image", help="the column holding the images (default image)")
     group.add_argument("--shard-size", type=int, default=1000,
                        help="rows per output file, the unit of work and of resuming (default 1000)")
-    group.add_argument("--keep-image", action="store_true", help="also keep the input image column in OUT")
+    group.add_argument("--keep-image", action="store_true", help="also keep the input image column in the output")
     group.add_argument("--push-to-hub", metavar="REPO", default=None,
-                       help="upload OUT as a dataset repo when done (it is saved locally first)")
+                       help="upload the output dataset as a dataset repo when done (it is saved locally first)")
     group.add_argument("--private", action="store_true", help="create the Hub repo as private (with --push-to-hub)")
 
 
@@ -50,7 +50,7 @@ def run_dataset(args: argparse.Namespace, load_model) -> int:
     if args.dataset is None or args.output_dataset is None:
         return usage("--dataset and --output-dataset go together")
     if args.inputs or args.output_dir is not None:
-        return usage("--dataset goes with --output-dataset OUT; INPUT files and --output-dir are the other mode")
+        return usage("--dataset goes with --output-dataset DIR; INPUT files and --output-dir are the other mode")
     if args.format != "mask":
         return usage(f"--dataset writes masks; --format {args.format} applies to files only")
     if args.background is not None:

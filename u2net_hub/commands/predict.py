@@ -368,7 +368,7 @@ def run(args: argparse.Namespace) -> int:
     if _scale.uses_dataset(args):
         return _scale.run_dataset(args, _load_model)
     if not args.inputs:
-        return usage("give INPUT files, folders or globs (or --dataset D --output-dataset OUT)")
+        return usage("give INPUT files, folders or globs (or --dataset D --output-dataset DIR)")
     if args.output_dir is None:
         return usage("--output-dir/-o is required with INPUT files")
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
