@@ -174,7 +174,7 @@ def test_a_broken_video_is_reported_and_the_others_are_written(clip, model_dir, 
     assert "skipped" in err and "broken.mp4" in err and "Traceback" not in err
     assert (tmp_path / "out" / "clip.mp4").is_file() and (tmp_path / "out" / "still.png").is_file()
     assert not (tmp_path / "out" / "broken.mp4").exists()
-    assert not list((tmp_path / "out").glob(".*"))  # no half-written temporary file left behind
+    assert not list((tmp_path / "out").glob(".*.part.*"))  # no half-written temporary file left behind
 
 
 def test_frames_go_through_the_model_in_batches_as_they_are_decoded(clip, model_dir, tmp_path, monkeypatch):
