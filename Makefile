@@ -1,9 +1,9 @@
-# Two entry points, both from a fresh clone: `make demo` and `make test`.
+# Two entry points, both from a fresh clone: `make demo` and `make test` (which also builds the docs strictly).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 
-.PHONY: demo test setup system-deps clean
+.PHONY: demo test docs setup system-deps clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +25,11 @@ demo: $(VENV)/.installed
 	$(PY) space/app.py
 
 test: $(VENV)/.installed system-deps
-	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q   # includes tests/test_docs.py: `mkdocs build --strict`
+
+# The documentation site (MkDocs Material, API reference from the docstrings) into site/.
+docs: $(VENV)/.installed
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache site
