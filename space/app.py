@@ -1,59 +1,60 @@
 """U²-Net background removal: a Gradio Space over ``u2net_hub``.
 
-A thin UI: every pixel of model work happens in ``u2net_hub``
-(``U2Net.from_pretrained``, ``model.predict``, ``processing.cutout``); this
-file only loads models (once, thread-safe), bounds the memory a request may
-take, renders the side outputs as heat maps and turns every failure into a
+A UI file: the model work is ``u2net_hub``'s (``U2Net.load``, ``model.predict``,
+``processing.load_image(max_pixels=)``, ``parse_background``, ``cutout``), and the
+settings and model cache are in ``model_cache.py`` next to it. This file lays out
+the page, renders the side outputs as heat maps and turns every failure into a
 message the user can act on.
 
-Run it with ``make demo`` (``python space/app.py``) from the repository root
-or from inside ``space/``; the same folder deploys unchanged as a Hugging Face
-Space. Settings come from environment variables (see ``Settings``).
+Run it with ``make demo`` (``python space/app.py``) from the repository root or from
+inside ``space/``, or with ``gradio space/app.py`` to reload on every edit (the
+module-level ``demo``); the same folder deploys unchanged as a Hugging Face Space.
+Settings come from environment variables (see ``model_cache.Settings``).
 """
 
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import re
 import shutil
-import socket
 import sys
 import threading
 import time
 import uuid
-import warnings
-from collections import OrderedDict
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 # No phoning home: the demo must open with no network at all.
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 HERE = Path(__file__).resolve().parent
-
+if str(HERE) not in sys.path:  # model_cache.py sits next to this file (also when loaded by path or by `gradio`)
+    sys.path.insert(0, str(HERE))
 try:
-    import u2net_hub
+    import u2net_hub  # noqa: F401
 except ImportError:  # a source checkout without `pip install -e .`: the package sits next to space/
     sys.path.insert(0, str(HERE.parent))
-    import u2net_hub
 
 import gradio as gr
 import numpy as np
-import torch
+from model_cache import FULL_MODEL, LoadedModel, ModelCache, ModelLoadError, Settings, hub_reachable  # noqa: F401
 from PIL import Image, UnidentifiedImageError
 
-from u2net_hub import DEMO_MODEL, U2Net
+from u2net_hub import DEMO_MODEL, U2Net  # noqa: F401
 from u2net_hub.acceleration import reuse_freed_memory
-from u2net_hub.processing import ImageLoadError, cutout, load_image, resize_probability, to_mask
+from u2net_hub.processing import (
+    ImageLoadError,
+    check_threshold,
+    cutout,
+    load_image,
+    parse_background,
+    resize_probability,
+    to_mask,
+)
 from u2net_hub.tempdirs import clean_up_on_signals, owned_temp_dir, prune_stale_temp_dirs
 
 EXAMPLES_DIR = HERE / "examples"
-#: The full configuration with the authors' released weights, converted (`u2net convert`) and pushed to the Hub.
-FULL_MODEL = os.environ.get("U2NET_FULL_MODEL", "u2net-hub/u2net")
 
 #: Longest side of the copies sent to the browser (slider) and of the side-output heat maps.
 DISPLAY_SIDE = 1024
@@ -75,217 +76,6 @@ SIDE_CAPTIONS = [
     "side5 · 1/16",
     "side6 · 1/32",
 ]
-
-
-def _env_int(name: str, default: int) -> int:
-    value = os.environ.get(name, "").strip()
-    if not value:
-        return default
-    try:
-        return int(value)
-    except ValueError:
-        raise SystemExit(f"{name} must be an integer, got {value!r}") from None
-
-
-def _env_bool(name: str, default: bool) -> bool:
-    value = os.environ.get(name, "").strip().lower()
-    if not value:
-        return default
-    return value in ("1", "true", "yes", "on")
-
-
-@dataclass
-class Settings:
-    """Everything an operator may tune, read from the environment by ``from_env``."""
-
-    #: The model selected at start-up: a local folder or a Hub id (``U2NET_MODEL``).
-    default_model: str = DEMO_MODEL
-    full_model: str = FULL_MODEL
-    #: Photos above this many pixels are downscaled before anything else (``U2NET_SPACE_MAX_PIXELS``).
-    max_pixels: int = 16_000_000
-    #: Requests run at the same time (``U2NET_SPACE_CONCURRENCY``); the rest wait in the queue.
-    concurrency: int = 2
-    #: Requests that may wait; more are refused with "queue full" (``U2NET_SPACE_QUEUE_SIZE``).
-    queue_size: int = 64
-    #: Upload limit (``U2NET_SPACE_MAX_FILE_SIZE``), in Gradio's "<n><unit>" form.
-    max_file_size: str = "50mb"
-    #: Models kept in memory at once (``U2NET_SPACE_MAX_MODELS``), least recently used evicted.
-    max_models: int = 3
-    #: Whether users may type local folders; off on a public Space (``SPACE_ID`` set) unless asked for.
-    allow_local_models: bool = True
-
-    @classmethod
-    def from_env(cls, **overrides: Any) -> "Settings":
-        settings = cls(
-            default_model=os.environ.get("U2NET_MODEL", "").strip() or DEMO_MODEL,
-            full_model=os.environ.get("U2NET_FULL_MODEL", "").strip() or FULL_MODEL,
-            max_pixels=_env_int("U2NET_SPACE_MAX_PIXELS", cls.max_pixels),
-            concurrency=_env_int("U2NET_SPACE_CONCURRENCY", cls.concurrency),
-            queue_size=_env_int("U2NET_SPACE_QUEUE_SIZE", cls.queue_size),
-            max_file_size=os.environ.get("U2NET_SPACE_MAX_FILE_SIZE", "").strip() or cls.max_file_size,
-            max_models=_env_int("U2NET_SPACE_MAX_MODELS", cls.max_models),
-            allow_local_models=_env_bool("U2NET_SPACE_ALLOW_LOCAL", not os.environ.get("SPACE_ID")),
-        )
-        for key, value in overrides.items():
-            if value is not None:
-                setattr(settings, key, value)
-        return settings
-
-    def model_choices(self) -> list[tuple[str, str]]:
-        """The dropdown's presets: (label, value); any other Hub id or folder may be typed in."""
-        choices = [
-            ("bundled demo: tiny, trained on synthetic scenes", DEMO_MODEL),
-            (f"full U²-Net, the authors' weights ({self.full_model})", self.full_model),
-        ]
-        known = {value for _, value in choices}
-        if self.default_model not in known:  # U2NET_MODEL named something else: offer it first
-            choices.insert(0, (self.default_model, self.default_model))
-        return choices
-
-
-# ---------------------------------------------------------------------- models
-
-
-_HUB_PROBE: dict[str, float | bool] = {}
-
-
-def hub_reachable(timeout_s: float = 3.0, remember_s: float = 30.0) -> bool:
-    """Whether the Hub endpoint answers a TCP connection (False at once under HF_HUB_OFFLINE); remembered briefly."""
-    from huggingface_hub import constants
-
-    if constants.HF_HUB_OFFLINE:
-        return False
-    now = time.monotonic()
-    if now - float(_HUB_PROBE.get("at", -1e9)) < remember_s:
-        return bool(_HUB_PROBE["ok"])
-    url = urlparse(constants.ENDPOINT)
-    try:
-        socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout_s).close()
-        ok = True
-    except OSError:
-        ok = False
-    _HUB_PROBE.update(at=now, ok=ok)
-    return ok
-
-
-class ModelLoadError(RuntimeError):
-    """A model name that cannot be turned into a working U2Net; the message is meant for the user."""
-
-
-@dataclass
-class LoadedModel:
-    name: str
-    model: U2Net
-    seconds: float
-
-    @property
-    def description(self) -> str:
-        device = next(self.model.parameters()).device
-        return f"{self.model.variant} · {self.model.num_parameters / 1e6:.2f} M parameters · {device.type}"
-
-
-def _explain_load_failure(name: str, error: BaseException) -> str:
-    """One sentence that says what went wrong, without a traceback."""
-    kind = type(error).__name__
-    text = str(error).strip().splitlines()[0] if str(error).strip() else kind
-    if kind in ("OfflineModeIsEnabled", "LocalEntryNotFoundError") or "offline" in text.lower():
-        return (
-            f"{name!r} is not a folder on this machine and the Hugging Face Hub cannot be reached "
-            "(offline, or HF_HUB_OFFLINE=1), nor is it in the local cache"
-        )
-    if kind in ("RepositoryNotFoundError", "GatedRepoError", "RevisionNotFoundError", "EntryNotFoundError"):
-        return f"the Hub has no usable repository {name!r} ({kind}): check the spelling, or whether it needs a token"
-    if kind == "HFValidationError":
-        return f"{name!r} is neither a folder on this machine nor a valid Hub id (like 'user/model')"
-    if isinstance(error, (ConnectionError, TimeoutError)) or "connect" in text.lower():
-        return f"the Hugging Face Hub could not be reached to download {name!r} ({text})"
-    return f"{name!r} could not be loaded: {text}"
-
-
-class ModelCache:
-    """Loads each model once, keeps the most recently used few; safe under concurrent requests.
-
-    Two requests for the same new model wait on one load instead of loading
-    it twice; requests for a model already loaded never wait on a load.
-    Failures are not remembered, so a model that failed offline loads once
-    the network is back.
-    """
-
-    def __init__(self, max_models: int = 3, allow_local: bool = True, always_allowed: tuple[str, ...] = ()):
-        self.max_models = max(1, max_models)
-        self.allow_local = allow_local
-        self.always_allowed = {self._normal_path(p) for p in always_allowed if p}
-        self._models: OrderedDict[str, LoadedModel] = OrderedDict()
-        self._lock = threading.Lock()
-        self._loading: dict[str, threading.Lock] = {}
-        self.loads = 0  # how many times a model was really read (for tests and the status line)
-
-    @staticmethod
-    def _normal_path(name: str) -> str:
-        return str(Path(name).expanduser().resolve())
-
-    def resolve(self, name: Any) -> str:
-        """A cache key: the absolute path of a local folder, or the Hub id as typed."""
-        if not isinstance(name, str) or not name.strip():
-            raise ModelLoadError("choose a model: a preset, a Hub id like 'user/model' or a local folder")
-        name = name.strip()
-        path = Path(name).expanduser()
-        looks_local = name.startswith((".", "/", "~")) or "\\" in name or path.is_dir()
-        if not looks_local:
-            return name
-        key = self._normal_path(name)
-        if not self.allow_local and key not in self.always_allowed:
-            raise ModelLoadError(f"loading local folders is disabled here; give a Hub id instead of {name!r}")
-        if not Path(key).is_dir():
-            raise ModelLoadError(f"{name!r} is not a folder on this machine")
-        return key
-
-    def get(self, name: Any) -> LoadedModel:
-        key = self.resolve(name)
-        with self._lock:
-            loaded = self._models.get(key)
-            if loaded is not None:
-                self._models.move_to_end(key)
-                return loaded
-            key_lock = self._loading.setdefault(key, threading.Lock())
-        try:
-            with key_lock:
-                with self._lock:
-                    loaded = self._models.get(key)
-                if loaded is None:
-                    loaded = self._load(key)
-                    with self._lock:
-                        self._models[key] = loaded
-                        self.loads += 1
-                        while len(self._models) > self.max_models:
-                            self._models.popitem(last=False)
-        finally:
-            with self._lock:  # no lock left behind per typed-in name (a public Space sees many)
-                self._loading.pop(key, None)
-        return loaded
-
-    def cached(self) -> list[str]:
-        with self._lock:
-            return list(self._models)
-
-    @staticmethod
-    def _load(key: str) -> LoadedModel:
-        started = time.perf_counter()
-        # Without a network, huggingface_hub retries for ~25 s before giving up; a quick probe
-        # lets an offline machine fail at once (or use its local cache) instead.
-        offline = not Path(key).is_dir() and not hub_reachable()
-        try:
-            model = U2Net.from_pretrained(key, local_files_only=offline)
-        except Exception as error:  # every failure (offline, typo, broken folder) becomes one message
-            raise ModelLoadError(_explain_load_failure(key, error)) from None
-        if torch.cuda.is_available():
-            model = model.to("cuda")
-        try:
-            # Builds the fast (BatchNorm-folded) copy now, under the load lock, not in the first request.
-            model.predict(Image.new("RGB", (64, 64), (128, 128, 128)), sides=True)
-        except Exception as error:
-            raise ModelLoadError(f"{key!r} loaded but cannot run: {error}") from None
-        return LoadedModel(name=key, model=model, seconds=time.perf_counter() - started)
 
 
 # ---------------------------------------------------------------------- images
@@ -322,54 +112,16 @@ def _user_error(message: str) -> gr.Error:
 def read_photo(image: Any, max_pixels: int) -> tuple[Image.Image, tuple[int, int]]:
     """An upload (path, PIL or numpy) -> (RGB photo of at most ``max_pixels``, original (w, h)).
 
-    JPEGs above the limit are decoded at a reduced scale (PIL's draft mode),
-    so even a huge photo never costs its full-size decode.
+    Large JPEGs are decoded at a reduced scale (``load_image(..., max_pixels=)``), so even a huge
+    photo never costs its full-size decode.
     """
     if image is None:
         raise _user_error("Upload an image first (or pick one of the examples).")
     try:
-        if isinstance(image, (str, os.PathLike)):
-            photo, original = _open_bounded(Path(image), max_pixels)
-        else:
-            photo = load_image(image)
-            original = photo.size
+        photo = load_image(image, max_pixels=max_pixels)
     except ImageLoadError as error:
         raise _user_error(f"Cannot read the image: {_strip_path(str(error))}") from None
-    except (OSError, ValueError, SyntaxError, EOFError) as error:
-        raise _user_error(f"Cannot read the image: {_strip_path(str(error)) or type(error).__name__}") from None
-    width, height = photo.size
-    if width * height > max_pixels:
-        scale = math.sqrt(max_pixels / (width * height))
-        photo.thumbnail((max(1, int(width * scale)), max(1, int(height * scale))), Image.Resampling.LANCZOS)
-    return photo, original
-
-
-def _open_bounded(path: Path, max_pixels: int) -> tuple[Image.Image, tuple[int, int]]:
-    """Decode ``path`` once, at a reduced scale when it is a JPEG larger than ``max_pixels``."""
-    try:
-        with warnings.catch_warnings():  # load_image below decides about very large images
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            probe = Image.open(path)
-        width, height = probe.size
-    except Exception:
-        return _loaded(load_image(path))  # load_image words the failure (not an image, bomb, missing ...)
-    if width * height <= max_pixels or probe.format != "JPEG":
-        probe.close()
-        return _loaded(load_image(path))
-    scale = math.sqrt(max_pixels / (width * height))
-    rotated = probe.getexif().get(0x0112, 1) in (5, 6, 7, 8)  # EXIF orientations that swap the axes
-    probe.draft("RGB", (max(1, int(width * scale)), max(1, int(height * scale))))
-    try:
-        photo = load_image(probe)  # EXIF orientation and mode handling as everywhere else
-        if photo is probe:  # already upright RGB: detach it from the file before closing
-            photo = probe.copy()
-    finally:
-        probe.close()
-    return photo, ((height, width) if rotated else (width, height))
-
-
-def _loaded(photo: Image.Image) -> tuple[Image.Image, tuple[int, int]]:
-    return photo, photo.size
+    return photo, photo.info.get("original_size", photo.size)
 
 
 def _strip_path(text: str) -> str:
@@ -481,8 +233,15 @@ class BackgroundRemover:
         into the cache atomically.
         """
         started = time.perf_counter()
-        threshold = self._check_threshold(threshold)
-        fill = self._background(background, colour)
+        try:
+            threshold = check_threshold(threshold)
+        except ValueError as error:
+            raise _user_error(f"The {error} (0 keeps the soft mask).") from None
+        try:
+            fill = parse_background(background, colour)
+        except ValueError as error:
+            message = str(error)
+            raise _user_error(message[0].upper() + message[1:] + ".") from None
         photo, original = read_photo(image, self.settings.max_pixels)
         try:
             loaded = self.models.get(model_name)
@@ -538,34 +297,6 @@ class BackgroundRemover:
         return (before_path, after_path), mask_path, cutout_path, gallery, info
 
     # --------------------------------------------------------------- helpers
-
-    @staticmethod
-    def _check_threshold(threshold: Any) -> float:
-        try:
-            value = float(0.0 if threshold is None else threshold)
-        except (TypeError, ValueError):
-            raise _user_error(f"The threshold must be a number between 0 and 1, got {threshold!r}.") from None
-        if not 0.0 <= value <= 1.0 or math.isnan(value):
-            raise _user_error(f"The threshold must be between 0 (soft mask) and 1, got {value}.")
-        return value
-
-    @staticmethod
-    def _background(background: Any, colour: Any) -> None | str | tuple[int, int, int]:
-        choice = (background or "transparent").strip().lower() if isinstance(background, str) else background
-        if choice in ("transparent", "none"):
-            return None
-        if choice in ("white", "blur"):
-            return choice
-        if choice in ("colour", "color"):  # "color": the old spelling, still accepted
-            try:
-                from PIL import ImageColor
-
-                return ImageColor.getrgb(str(colour or "").strip())[:3]
-            except ValueError:
-                raise _user_error(f"Cannot read the colour {colour!r}; use '#rrggbb'.") from None
-        raise _user_error(
-            f"Unknown background {background!r}; choose one of {[value for _, value in BACKGROUNDS]}."
-        )
 
     def _request_folder(self) -> Path:
         """A fresh folder for one request's files; folders older than 15 minutes are pruned as new ones come."""
@@ -743,7 +474,19 @@ def _preload(remover: BackgroundRemover, model: str) -> None:
         print(f"the default model is not available: {error}", file=sys.stderr)
 
 
+# Cached example outputs belong to this process's model: keep them out of the working tree and out of later runs.
+os.environ.setdefault("GRADIO_EXAMPLES_CACHE", str(owned_temp_dir(TEMP_PREFIX + "examples-")))
+# Gradio's copies of uploads and results: in a folder of ours too, unless the host chose one.
+os.environ.setdefault("GRADIO_TEMP_DIR", str(owned_temp_dir(TEMP_PREFIX + "gradio-")))
+#: The event functions of the app below (settings from the environment).
+remover = BackgroundRemover()
+#: The app: what a Space serves, what `python app.py` launches and what `gradio app.py` reloads.
+demo = build_demo(remover)
+
+
 def main(argv: list[str] | None = None) -> None:
+    """Launch the Space: ``python space/app.py [--model M] [--host H] [--port P]``."""
+    global demo, remover
     parser = argparse.ArgumentParser(description="U²-Net background removal demo (Gradio)")
     parser.add_argument("--model", help="model selected at start-up: a folder or a Hub id (default: $U2NET_MODEL or the bundled demo)")
     parser.add_argument("--host", help="address to listen on (default: $GRADIO_SERVER_NAME or 127.0.0.1)")
@@ -754,17 +497,14 @@ def main(argv: list[str] | None = None) -> None:
     clean_up_on_signals()
     for stale in prune_stale_temp_dirs(TEMP_PREFIX):
         print(f"removed {stale}, left by a server that was stopped before it could clean up", file=sys.stderr)
-    # Cached example outputs belong to this process's model: keep them out of the working tree and out of later runs.
-    os.environ.setdefault("GRADIO_EXAMPLES_CACHE", str(owned_temp_dir(TEMP_PREFIX + "examples-")))
-    # Gradio's copies of uploads and results: in a folder of ours too, unless the host chose one.
-    os.environ.setdefault("GRADIO_TEMP_DIR", str(owned_temp_dir(TEMP_PREFIX + "gradio-")))
-    settings = Settings.from_env(default_model=args.model)
-    remover = BackgroundRemover(settings)
-    demo = build_demo(remover)
+    if args.model:
+        os.environ["U2NET_MODEL"] = args.model  # also what a reload (`gradio app.py -- --model M`) rebuilds with
+        remover = BackgroundRemover()
+        demo = build_demo(remover)
     # Load the default model while the server starts, so the first visitor does not wait for it
     # (a failure here is only logged: the page reports it, and the other models still work).
-    threading.Thread(target=_preload, args=(remover, settings.default_model), daemon=True).start()
-    launch_demo(demo, settings, server_name=args.host, server_port=args.port)
+    threading.Thread(target=_preload, args=(remover, remover.settings.default_model), daemon=True).start()
+    launch_demo(demo, remover.settings, server_name=args.host, server_port=args.port)
 
 
 if __name__ == "__main__":

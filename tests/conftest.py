@@ -25,3 +25,35 @@ def reference_dir() -> Path:
 @pytest.fixture(scope="session")
 def original_shapes(reference_dir) -> dict:
     return json.loads((reference_dir / "original_state_dict_shapes.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def reference_weights(reference_dir) -> dict:
+    """The tiny variant's weights from the original implementation (random, with non-trivial BatchNorm statistics)."""
+    from safetensors.torch import load_file
+
+    return load_file(reference_dir / "tiny_random_weights.safetensors")
+
+
+@pytest.fixture(scope="session")
+def make_tiny_model(reference_weights):
+    """The one way tests build a small model: ``make_tiny_model(input_size=320)`` -> a fresh tiny U2Net.
+
+    Each call returns a new model (tests may change it) with the reference weights, in eval mode.
+    """
+    from u2net_hub import U2Net
+
+    def make(input_size: int = 320):
+        model = U2Net(variant="tiny", input_size=input_size)
+        model.load_state_dict(reference_weights, strict=True)
+        return model.eval()
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def tiny_folder(tmp_path_factory, make_tiny_model) -> Path:
+    """That model as a real save_pretrained folder with a 64 px network input (fast on two cores); read-only."""
+    folder = tmp_path_factory.mktemp("tiny-model") / "tiny64"
+    make_tiny_model(input_size=64).save_pretrained(folder)
+    return folder

@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file
 
 from u2net_hub import U2Net
 from u2net_hub.acceleration import FusedConv2d, cpu_fused_conv_works, optimized_for_inference
 from u2net_hub.layers import fold_batchnorm
-
-
-def _reference_tiny(reference_dir) -> U2Net:
-    model = U2Net(variant="tiny")
-    model.load_state_dict(load_file(reference_dir / "tiny_random_weights.safetensors"))
-    return model.eval()
 
 
 def test_folded_conv_equals_conv_then_batchnorm():
@@ -30,8 +24,8 @@ def test_folded_conv_equals_conv_then_batchnorm():
     torch.testing.assert_close(fold_batchnorm(conv, bn)(x), bn(conv(x)), atol=1e-5, rtol=1e-5)
 
 
-def test_folded_fp32_network_matches_the_exact_model(reference_dir):
-    model = _reference_tiny(reference_dir)
+def test_folded_fp32_network_matches_the_exact_model(make_tiny_model):
+    model = make_tiny_model()
     fast = optimized_for_inference(model, dtype=torch.float32)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules())
     assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules()), "the exact model must stay untouched"
@@ -43,8 +37,8 @@ def test_folded_fp32_network_matches_the_exact_model(reference_dir):
         assert (a - b).abs().max().item() <= 1e-5
 
 
-def test_reduced_precision_path_stays_close(reference_dir):
-    model = _reference_tiny(reference_dir)
+def test_reduced_precision_path_stays_close(make_tiny_model):
+    model = make_tiny_model()
     x = torch.randn(1, 3, 96, 128)
     with torch.inference_mode():
         exact = torch.sigmoid(model(x).logits)
@@ -52,8 +46,8 @@ def test_reduced_precision_path_stays_close(reference_dir):
     assert (exact - fast).abs().max().item() <= 0.02
 
 
-def test_cache_is_rebuilt_when_weights_change(reference_dir):
-    model = _reference_tiny(reference_dir)
+def test_cache_is_rebuilt_when_weights_change(make_tiny_model):
+    model = make_tiny_model()
     first = optimized_for_inference(model, dtype=torch.float32)
     assert optimized_for_inference(model, dtype=torch.float32) is first
     with torch.no_grad():
@@ -77,8 +71,8 @@ def test_fused_conv_relu_equals_conv_then_relu():
             torch.testing.assert_close(FusedConv2d(conv, relu=relu, dtype=torch.float32)(x), expected, atol=1e-5, rtol=1e-5)
 
 
-def test_default_fast_copy_fuses_every_convolution_and_keeps_the_exact_model(reference_dir):
-    model = _reference_tiny(reference_dir)
+def test_default_fast_copy_fuses_every_convolution_and_keeps_the_exact_model(make_tiny_model):
+    model = make_tiny_model()
     fast = optimized_for_inference(model)
     fused = [m for m in fast.modules() if isinstance(m, FusedConv2d)]
     plain = [m for m in fast.modules() if isinstance(m, torch.nn.Conv2d)]
@@ -91,8 +85,8 @@ def test_default_fast_copy_fuses_every_convolution_and_keeps_the_exact_model(ref
     assert all(p.dtype == torch.float32 for p in model.parameters())
 
 
-def test_compile_is_refused_for_the_exact_path(reference_dir):
-    model = _reference_tiny(reference_dir)
+def test_compile_is_refused_for_the_exact_path(make_tiny_model):
+    model = make_tiny_model()
     with pytest.raises(ValueError, match="fast=False"):
         model.predict(np.zeros((8, 8, 3), dtype=np.uint8), fast=False, compile=True)
 
@@ -112,42 +106,92 @@ def test_compiled_fast_path_gives_the_fast_paths_masks():
     assert np.abs(compiled.probability - plain.probability).max() <= 1e-3
 
 
-_FAULTS_PROBE = """
-import resource, sys, torch
-from u2net_hub import U2Net
-from u2net_hub.acceleration import optimized_for_inference, reuse_freed_memory
-if sys.argv[1] == "reuse":
-    assert reuse_freed_memory()
-torch.set_num_threads(1)
-torch.manual_seed(0)
-fast = optimized_for_inference(U2Net(variant="tiny"), dtype=torch.float32)
-x = torch.randn(1, 3, 320, 320)
-faults = []
-for _ in range(10):
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    with torch.inference_mode():
-        fast(x)
-    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
-print(*faults)
+_ALLOCATOR_PROBE = """
+import ctypes, json, sys
+
+real_cdll = ctypes.CDLL
+calls = []
+
+
+class RecordingMallopt:
+    # Wraps libc's real mallopt: records each (parameter, value) and what glibc answered.
+    def __init__(self, function):
+        self.function = function
+
+    def __setattr__(self, name, value):
+        if name == "function":
+            object.__setattr__(self, name, value)
+        else:
+            setattr(self.function, name, value)  # argtypes / restype reach the real function
+
+    def __call__(self, parameter, value):
+        answer = self.function(parameter, value)
+        calls.append([parameter, value, answer])
+        return answer
+
+
+class Libc:
+    def __init__(self, library):
+        self.library = library
+
+    def __getattr__(self, name):
+        function = getattr(self.library, name)
+        return RecordingMallopt(function) if name == "mallopt" else function
+
+
+ctypes.CDLL = lambda name, *args, **kwargs: Libc(real_cdll(name, *args, **kwargs))
+from u2net_hub.acceleration import reuse_freed_memory
+
+libc = real_cdll("libc.so.6")
+
+
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in
+                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+
+libc.mallinfo2.restype = MallInfo2
+libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+libc.free.argtypes = [ctypes.c_void_p]
+
+
+def mapped_blocks_for(size):
+    before = libc.mallinfo2().hblks
+    block = libc.malloc(size)
+    after = libc.mallinfo2().hblks
+    libc.free(block)
+    return after - before
+
+
+result = {"mapped_64mb_before": mapped_blocks_for(64 << 20)}
+result["returned"] = reuse_freed_memory(every_size=sys.argv[1] == "every_size")
+result["calls"] = calls
+result["mapped_16mb_after"] = mapped_blocks_for(16 << 20)
+result["mapped_64mb_after"] = mapped_blocks_for(64 << 20)
+print(json.dumps(result))
 """
 
 
-@pytest.mark.skipif(sys.platform != "linux", reason="glibc's allocator and Linux page-fault counters")
-def test_reuse_freed_memory_stops_the_page_faults_of_each_forward_pass():
-    """Without it glibc unmaps the activations after every forward pass and the next one faults them back in.
+@pytest.mark.skipif(sys.platform != "linux", reason="glibc's allocator")
+@pytest.mark.parametrize("mode", ["default", "every_size"])
+def test_reuse_freed_memory_sets_glibcs_thresholds(mode):
+    """reuse_freed_memory() calls glibc's mallopt with the values it promises, and glibc then serves big blocks
+    from the heap.
 
-    With the thresholds raised, glibc serves even a block over 32 MB from free heap
-    space when it has a hole that fits, and only maps fresh memory when it has not;
-    so the heap takes a few passes to settle, and how far depends on its layout
-    (none from pass 3 or 4 on here, 4,800 still at passes 3-4 on a CI machine). The
-    test compares the fewest faults of passes 5-10 and asks for a 5x cut; the
-    default allocator faults the same amount on every pass.
+    In a fresh process, libc's real mallopt is wrapped (through ctypes) to record each call; the effect is
+    read back from glibc's own counter of mmapped blocks (mallinfo2): a 64 MB block is always mmapped by default
+    (above the 32 MB ceiling of glibc's dynamic threshold), a 16 MB one comes from the heap once the threshold is
+    32 MB, and with every_size=True nothing is mmapped at all.
     """
-    def faults_per_pass(mode: str) -> list[int]:
-        done = subprocess.run([sys.executable, "-c", _FAULTS_PROBE, mode], capture_output=True, text=True, timeout=300)
-        assert done.returncode == 0, done.stderr
-        return [int(n) for n in done.stdout.split()[-10:]]
-
-    default, reused = faults_per_pass("default"), faults_per_pass("reuse")
-    assert min(default[4:]) > 5_000, f"expected the default allocator to re-fault the activations, saw {default}"
-    assert min(reused[4:]) < min(default[4:]) / 5, f"page faults per pass with reuse_freed_memory {reused}, without {default}"
+    done = subprocess.run([sys.executable, "-c", _ALLOCATOR_PROBE, mode], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_MMAP_MAX = -1, -3, -4  # glibc's malloc.h
+    expected = [[M_MMAP_THRESHOLD, 32 * 2**20, 1], [M_TRIM_THRESHOLD, 2**31 - 1, 1]]
+    if mode == "every_size":
+        expected.append([M_MMAP_MAX, 0, 1])
+    assert result["calls"] == expected
+    assert result["returned"] is True
+    assert result["mapped_64mb_before"] == 1
+    assert result["mapped_16mb_after"] == 0
+    assert result["mapped_64mb_after"] == (0 if mode == "every_size" else 1)

@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from safetensors.torch import load_file
 
 from u2net_hub import DEMO_MODEL, U2Net, predict
 
@@ -18,13 +17,9 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory, reference_dir) -> Path:
+def model_dir(tiny_folder) -> Path:
     """A real save_pretrained folder: tiny variant, reference weights, 64x64 network input (fast)."""
-    model = U2Net(variant="tiny", input_size=64)
-    model.load_state_dict(load_file(reference_dir / "tiny_random_weights.safetensors"))
-    folder = tmp_path_factory.mktemp("model")
-    model.save_pretrained(folder)
-    return folder
+    return tiny_folder
 
 
 def _photo(path: Path, size: tuple[int, int], mode: str = "RGB", seed: int = 0) -> Path:

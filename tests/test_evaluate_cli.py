@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import py_sod_metrics as psm
 import pytest
-import torch
 from PIL import Image
 
 from u2net_hub import U2Net
@@ -111,11 +110,8 @@ def test_pred_dir_form(folders, tmp_path):
 
 
 @pytest.fixture()
-def model_dir(tmp_path):
-    torch.manual_seed(0)
-    path = tmp_path / "model"
-    U2Net(variant="tiny", input_size=64).save_pretrained(path)
-    return path
+def model_dir(tiny_folder):
+    return tiny_folder
 
 
 def make_imagefolder(root: Path, count: int, rng) -> list[tuple[Image.Image, np.ndarray]]:

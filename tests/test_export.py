@@ -11,8 +11,8 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from PIL import Image
 from safetensors.torch import load_file
+from PIL import Image
 
 from u2net_hub import U2Net
 from u2net_hub.export import export_onnx, read_metadata
@@ -21,10 +21,8 @@ ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
 
 
 @pytest.fixture(scope="module")
-def tiny_model(reference_dir) -> U2Net:
-    model = U2Net(variant="tiny")
-    model.load_state_dict(load_file(reference_dir / "tiny_random_weights.safetensors"), strict=True)
-    return model.eval()
+def tiny_model(make_tiny_model) -> U2Net:
+    return make_tiny_model()  # the network's default 320 px input: the export contract is about it
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +118,7 @@ def test_torchscript_exporter_gives_the_same_model(tiny_model, tmp_path):
 
 
 def test_bad_arguments_are_clear_errors(tiny_model, tmp_path):
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    with pytest.raises(FileNotFoundError, match="no such folder"):  # worded as everywhere (U2Net.load)
         export_onnx(tmp_path / "no-such-model", tmp_path / "x.onnx")
     with pytest.raises(ValueError, match=r"\.onnx"):
         export_onnx(tiny_model, tmp_path / "x.bin")
@@ -158,6 +156,6 @@ def test_cli_missing_model_folder_is_a_clear_error(tmp_path):
         capture_output=True, text=True, env=ENV, timeout=120,
     )
     assert proc.returncode == 1
-    assert f"model folder {missing} does not exist" in proc.stderr
+    assert f"{missing}: no such folder" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "out.onnx").exists()

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from safetensors.torch import load_file
 
 from u2net_hub import ImageLoadError, Prediction, U2Net, predict
 
@@ -16,11 +15,9 @@ INPUT_SIZE = 64  # the network's side in these tests: small keeps the suite fast
 
 
 @pytest.fixture(scope="module")
-def model(reference_dir) -> U2Net:
+def model(make_tiny_model) -> U2Net:
     """The tiny variant with the reference weights (non-trivial BatchNorm statistics)."""
-    net = U2Net(variant="tiny", input_size=INPUT_SIZE)
-    net.load_state_dict(load_file(reference_dir / "tiny_random_weights.safetensors"))
-    return net.eval()
+    return make_tiny_model(input_size=INPUT_SIZE)
 
 
 def _photo(width: int, height: int, seed: int = 0) -> Image.Image:

@@ -16,7 +16,6 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from u2net_hub import U2Net
@@ -44,12 +43,9 @@ def space():
 
 
 @pytest.fixture(scope="module")
-def tiny_folder(tmp_path_factory) -> str:
-    """A real tiny checkpoint folder; 64 px network input keeps every call fast on two cores."""
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("models") / "tiny64"
-    U2Net(variant="tiny", input_size=64).save_pretrained(folder)
-    return str(folder)
+def tiny_folder(tiny_folder) -> str:
+    """The shared tiny checkpoint folder (64 px network input), as the text a user would type."""
+    return str(tiny_folder)
 
 
 @pytest.fixture(scope="module")

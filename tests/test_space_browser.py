@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from test_space_server import REPO_ROOT, SpaceServer, tiny_checkpoint
+from test_space_server import REPO_ROOT, SpaceServer
 
 CHROMIUM = os.environ.get("U2NET_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -54,7 +54,7 @@ def browser():
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(tmp_path_factory, tiny_folder):
     """`make demo`'s command (space/app.py from the repository root), with the demo model for screenshots."""
     workdir = tmp_path_factory.mktemp("space-browser")
     if UPDATE_SCREENSHOT:
@@ -64,7 +64,7 @@ def server(tmp_path_factory):
         if not Path(model, "model.safetensors").is_file():
             pytest.fail(f"U2NET_UPDATE_SCREENSHOT needs a trained model for the screenshot, but {model} has no weights")
     else:
-        model = tiny_checkpoint(workdir / "tiny64")
+        model = str(tiny_folder)
     space = SpaceServer(model, workdir, cwd=REPO_ROOT, script="space/app.py")
     try:
         space.wait_ready()

@@ -7,6 +7,7 @@ Space runs it) on a free port, offline, with a real tiny checkpoint folder.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -18,10 +19,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
-from u2net_hub import U2Net
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SPACE_DIR = REPO_ROOT / "space"
@@ -38,7 +37,8 @@ def free_port() -> int:
 class SpaceServer:
     """`python app.py` in a subprocess; ``stop()`` always ends it (and its log is kept for failures)."""
 
-    def __init__(self, model: str, workdir: Path, cwd: Path = SPACE_DIR, script: str = "app.py", **env: str):
+    def __init__(self, model: str, workdir: Path, cwd: Path = SPACE_DIR, script: str = "app.py",
+                 command: list[str] | None = None, **env: str):
         self.model = model
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
@@ -56,8 +56,10 @@ class SpaceServer:
             **env,
         }
         self._log = open(self.log_path, "w")
+        # A session of its own: `gradio app.py` runs the app in a child process, and stop() ends both.
         self.process = subprocess.Popen(
-            [sys.executable, script], cwd=cwd, env=environment, stdout=self._log, stderr=subprocess.STDOUT
+            command or [sys.executable, script], cwd=cwd, env=environment, stdout=self._log, stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
 
     def log(self) -> str:
@@ -79,26 +81,23 @@ class SpaceServer:
         raise TimeoutError(f"the Space did not answer on {self.url} within {timeout_s:.0f} s:\n{self.log()}")
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(self.process.pid, sig)  # the server and any child it started
+            except ProcessLookupError:
+                break
             try:
                 self.process.wait(timeout=15)
+                break
             except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=15)
+                continue
         self._log.close()
 
 
-def tiny_checkpoint(folder: Path, input_size: int = 64) -> str:
-    torch.manual_seed(0)
-    U2Net(variant="tiny", input_size=input_size).save_pretrained(folder)
-    return str(folder)
-
-
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(tmp_path_factory, tiny_folder):
     workdir = tmp_path_factory.mktemp("space-server")
-    model = tiny_checkpoint(workdir / "tiny64")
+    model = str(tiny_folder)
     space = SpaceServer(model, workdir)
     try:
         space.wait_ready()
@@ -214,3 +213,24 @@ def test_concurrent_requests_all_succeed(client, server, photo):
         results = list(pool.map(lambda _: segment(client, photo, model, threshold=0.5), range(4)))
     for result in results:
         assert set(np.unique(np.asarray(Image.open(result[1])))) <= {0, 255}
+
+
+def test_gradio_reload_mode_serves_the_module_level_demo(tmp_path, photo, tiny_folder):
+    """`gradio app.py` (the reload-on-edit mode) finds the module-level `demo` and serves the same API."""
+    from gradio_client import Client, handle_file
+
+    model = str(tiny_folder)
+    gradio = Path(sys.executable).with_name("gradio")
+    space = SpaceServer(model, tmp_path, command=[str(gradio), "app.py"])
+    try:
+        space.wait_ready()
+        assert "reload" in space.log().lower()  # it really is the reloading server
+        client = Client(space.url, verbose=False)
+        _, mask, _, gallery, info = client.predict(
+            handle_file(str(photo)), model, 0.0, False, "transparent", "#2e86de", api_name="/segment"
+        )
+        with Image.open(mask) as written:
+            assert written.size == (131, 83)
+        assert len(gallery) == 7 and "131 × 83 px" in info
+    finally:
+        space.stop()

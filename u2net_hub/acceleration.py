@@ -74,6 +74,12 @@ def cpu_fused_conv_works(dtype: torch.dtype) -> bool:
     The op is internal to PyTorch (Inductor emits it), so it is checked once on a
     small problem rather than trusted; when it is missing or wrong the fast
     path simply keeps separate convolution and ReLU modules.
+
+    Args:
+        dtype: the dtype the fast path would run in.
+
+    Returns:
+        True when the fused op exists and computes conv then ReLU within tolerance.
     """
     if not (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise")):
         return False
@@ -157,6 +163,14 @@ def optimized_for_inference(model: nn.Module, dtype: torch.dtype | None = None, 
     one fused oneDNN call. The weights are converted once here, not per call.
     ``compile=True`` also wraps the copy in ``torch.compile`` (the first call
     per input shape then takes a while to compile; worth it for long batch jobs on GPU).
+
+    Args:
+        model: the exact model; it is never modified.
+        dtype: the dtype to run in (default: :func:`fast_dtype` of the model's device, else float32).
+        compile: wrap the copy in ``torch.compile``.
+
+    Returns:
+        The fast copy, rebuilt only when the model's weights, device or dtype changed.
     """
     device = next(model.parameters()).device
     dtype = dtype or fast_dtype(device) or torch.float32
@@ -185,6 +199,9 @@ def cpu_supports_bf16() -> bool:
 
     Plain AVX-512 CPUs emulate bf16 and gain little, so they do not count. Inference
     (`optimized_for_inference`) and training (`default_mixed_precision`) both decide by this.
+
+    Returns:
+        Whether this CPU computes in bf16 natively.
     """
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as handle:
@@ -197,7 +214,14 @@ def cpu_supports_bf16() -> bool:
 
 
 def fast_dtype(device: torch.device | str) -> torch.dtype | None:
-    """The reduced precision worth using on `device`, or None where fp32 is the fastest."""
+    """The reduced precision worth using on `device`.
+
+    Args:
+        device: a torch device or its name.
+
+    Returns:
+        bf16 (or fp16 on GPUs without bf16), or None where fp32 is the fastest.
+    """
     device = torch.device(device)
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -207,7 +231,14 @@ def fast_dtype(device: torch.device | str) -> torch.dtype | None:
 
 
 def to_channels_last(x: torch.Tensor) -> torch.Tensor:
-    """`x` in channels_last memory order when it is 4-D (a batch of images), else `x` as it is."""
+    """A batch in channels_last memory order (what oneDNN and cuDNN run fastest).
+
+    Args:
+        x: any tensor.
+
+    Returns:
+        `x` in channels_last order when it is 4-D, else `x` as it is.
+    """
     return x.contiguous(memory_format=torch.channels_last) if x.ndim == 4 else x
 
 
@@ -228,8 +259,13 @@ def reuse_freed_memory(every_size: bool = False) -> bool:
     which after a few passes they usually do; ``every_size=True`` (training)
     serves every size from the heap. Peak memory barely moves, but the resident
     set no longer shrinks between steps. Process-wide, so the CLI, the Space and train.py call it at
-    start-up; library users may too. Returns False (and does nothing) where the
-    C library is not glibc.
+    start-up; library users may too.
+
+    Args:
+        every_size: also serve blocks of every size from the heap (``M_MMAP_MAX=0``; what training wants).
+
+    Returns:
+        True when glibc accepted the settings; False (and nothing done) where the C library is not glibc.
     """
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False

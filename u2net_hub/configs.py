@@ -39,6 +39,7 @@ class StageSpec:
     block: str = DEFAULT_BLOCK
 
     def to_dict(self) -> dict[str, Any]:
+        """The row as config.json writes it (height, channels, dilated)."""
         return asdict(self)
 
     def sizes(self) -> tuple[int, int, int, int, bool]:

@@ -57,6 +57,7 @@ class ConversionResult:
     notes: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
+        """What the conversion did, a few lines for the terminal."""
         lines = [
             f"converted the {self.variant!r} variant ({self.num_parameters:,} parameters) to {self.output_dir}",
         ]
@@ -73,7 +74,17 @@ class ConversionResult:
 
 
 def read_checkpoint(path: str | Path) -> Any:
-    """``torch.load`` with ``weights_only=True``; every failure becomes a ConversionError naming the file."""
+    """Read a released checkpoint safely: ``torch.load`` with ``weights_only=True`` (no code runs).
+
+    Args:
+        path: the ``.pth`` file.
+
+    Returns:
+        What the file holds (a state dict, or a dict wrapping one).
+
+    Raises:
+        ConversionError: a missing file, a folder, or a file that is not a weights-only checkpoint.
+    """
     path = Path(path)
     if not path.exists():
         raise ConversionError(f"{path}: no such file")
@@ -100,7 +111,18 @@ def _is_tensor_dict(value: Any) -> bool:
 
 
 def extract_state_dict(checkpoint: Any, source: str = "the checkpoint") -> tuple[dict[str, torch.Tensor], str | None, str | None]:
-    """The bare state dict, plus the wrapper key it came from and the prefix stripped (if any)."""
+    """The bare state dict inside a checkpoint (``state_dict``/``model`` wrappers and ``module.`` prefixes removed).
+
+    Args:
+        checkpoint: what :func:`read_checkpoint` returned.
+        source: how errors name the file.
+
+    Returns:
+        ``(state_dict, wrapper_key, stripped_prefix)``, the last two None when absent.
+
+    Raises:
+        ConversionError: nothing in the checkpoint is a dict of tensors.
+    """
     wrapper = None
     if isinstance(checkpoint, Mapping) and not _is_tensor_dict(checkpoint):
         for key in WRAPPER_KEYS:
@@ -125,7 +147,15 @@ def extract_state_dict(checkpoint: Any, source: str = "the checkpoint") -> tuple
 
 
 def fill_num_batches_tracked(state_dict: dict[str, torch.Tensor], variant: str) -> int:
-    """Add the zero counters PyTorch 0.4 checkpoints lack; returns how many were added."""
+    """Add the zero ``num_batches_tracked`` counters PyTorch 0.4 checkpoints lack, in place.
+
+    Args:
+        state_dict: the weights.
+        variant: the variant whose keys to complete.
+
+    Returns:
+        How many counters were added.
+    """
     added = 0
     for key in variant_shapes(variant):
         if key.endswith("num_batches_tracked") and key not in state_dict:
@@ -192,8 +222,21 @@ def convert_checkpoint(
 ) -> ConversionResult:
     """Convert a released ``.pth`` into a folder that ``U2Net.from_pretrained`` loads, and verify it.
 
-    ``input_size`` defaults to 320, or 512 when the file name says "portrait".
-    Raises :class:`ConversionError` for anything that is not a convertible checkpoint.
+    Args:
+        source: the released ``.pth`` file.
+        output_dir: the folder to write (config.json, model.safetensors, README.md).
+        variant: "auto" (detected from the weights' shapes), "full"/"u2net" or "tiny"/"u2netp".
+        input_size: the network input written to config.json; default 320, or 512 when the
+            file name says "portrait".
+        overwrite: replace the model files of a non-empty folder.
+        notes: an extra Markdown paragraph for the model card.
+        tolerance: the largest difference allowed between the original and the reloaded outputs.
+
+    Returns:
+        What was converted and how it was verified.
+
+    Raises:
+        ConversionError: anything that is not a convertible checkpoint, or a folder in the way.
     """
     source = Path(source)
     output_dir = Path(output_dir)
@@ -269,7 +312,20 @@ class PushError(RuntimeError):
 
 
 def push_converted(output_dir: str | Path, repo_id: str, *, private: bool = False, notes: list[str] | None = None) -> str:
-    """Upload a converted folder with ``push_to_hub``; raises PushError (offline mode included)."""
+    """Upload a converted folder with ``push_to_hub``.
+
+    Args:
+        output_dir: the folder :func:`convert_checkpoint` wrote.
+        repo_id: the Hub repo ("user/name").
+        private: create the repo as private.
+        notes: extra Markdown paragraphs for the model card.
+
+    Returns:
+        The commit URL.
+
+    Raises:
+        PushError: offline mode, authentication, network or permissions (the folder stays saved).
+    """
     offline = constants.is_offline_mode() if hasattr(constants, "is_offline_mode") else constants.HF_HUB_OFFLINE
     if offline:
         raise PushError(

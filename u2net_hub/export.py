@@ -29,7 +29,7 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor, nn
 
-from .hub import __version__
+from .hub import ModelLoadError, __version__
 from .modeling import SIDE_COUNT, U2Net
 
 #: rembg resizes every image to this square before its ``u2net_custom`` session, whatever the model was trained at.
@@ -107,41 +107,39 @@ class ExportResult:
 
 
 def load_model(model: U2Net | str | os.PathLike) -> U2Net:
-    """A U2Net from an instance, a save_pretrained folder, or a Hub id, with clear errors for missing ones."""
+    """A U2Net from an instance, a save_pretrained folder, or a Hub id.
+
+    Args:
+        model: the model itself, or where to load it from.
+
+    Returns:
+        The model.
+
+    Raises:
+        FileNotFoundError: it cannot be loaded; the message says why (see :meth:`U2Net.load`).
+    """
     if isinstance(model, U2Net):
         return model
     if not isinstance(model, (str, os.PathLike)):
         raise TypeError(f"expected a U2Net, a folder or a Hub id; got {type(model).__name__}")
-    text = os.fspath(model)
-    path = Path(text).expanduser()
-    if path.is_dir():
-        return U2Net.from_pretrained(str(path))
-    if path.exists():
-        raise FileNotFoundError(
-            f"{text} is a file; give the folder written by save_pretrained (config.json + model.safetensors), "
-            "or convert a released .pth first with `u2net convert`"
-        )
-    # A Hub id is "name" or "owner/name"; anything else can only have meant a local folder.
-    looks_like_path = (
-        text.startswith((".", "/", "~", "\\"))
-        or text.count("/") > 1
-        or "\\" in text
-        or text.endswith(("/", ".pth", ".safetensors", ".onnx", ".json"))
-    )
-    if looks_like_path:
-        raise FileNotFoundError(f"model folder {text} does not exist")
-    from huggingface_hub.errors import HfHubHTTPError, HFValidationError
-
     try:
-        return U2Net.from_pretrained(text)
-    except (OSError, HfHubHTTPError, HFValidationError) as error:  # not found, offline, bad id: one clear message
-        raise FileNotFoundError(
-            f"could not load {text!r}: it is neither a local folder nor a reachable Hub model ({type(error).__name__}: {error})"
-        ) from error
+        return U2Net.load(os.fspath(model))
+    except ModelLoadError as error:
+        raise FileNotFoundError(str(error)) from error.__cause__
 
 
 def onnx_metadata(model: U2Net, input_size: int, sides: bool, half: bool) -> dict[str, str]:
-    """The key/value pairs stored in the file's metadata_props (all strings, as ONNX requires)."""
+    """The key/value pairs stored in the file's metadata_props (all strings, as ONNX requires).
+
+    Args:
+        model: the exported model.
+        input_size: the size the file was traced at.
+        sides: whether the six side maps are outputs.
+        half: whether the network runs in float16 inside.
+
+    Returns:
+        Key to string value (lists and booleans as JSON).
+    """
     pre = model.preprocessing
     outputs = [FUSED_OUTPUT, *(SIDE_OUTPUTS if sides else ())]
     return {
@@ -159,7 +157,14 @@ def onnx_metadata(model: U2Net, input_size: int, sides: bool, half: bool) -> dic
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
-    """The metadata of an exported file, with JSON values decoded (mean/std lists, divide_by_max bool, ...)."""
+    """The metadata of an exported file.
+
+    Args:
+        path: the ``.onnx`` file.
+
+    Returns:
+        Key to value, JSON values decoded (mean/std lists, divide_by_max bool, config dict, ...).
+    """
     import onnx
 
     proto = onnx.load(os.fspath(path), load_external_data=False)
@@ -251,7 +256,20 @@ def _cpu_fp32_eval(model: U2Net, copy_always: bool = False) -> U2Net:
 def compare_with_pytorch(
     model: U2Net, path: str | os.PathLike, inputs: Tensor, sides: bool = False
 ) -> float:
-    """Max absolute difference between onnxruntime's outputs and PyTorch's sigmoid maps on `inputs`."""
+    """How far onnxruntime's outputs are from PyTorch's sigmoid maps on the same inputs.
+
+    Args:
+        model: the PyTorch model.
+        path: the exported file.
+        inputs: a (B, 3, H, W) float batch.
+        sides: whether the file has the six side maps as outputs.
+
+    Returns:
+        The largest absolute difference over all outputs.
+
+    Raises:
+        ExportError: the file has other outputs or shapes than PyTorch.
+    """
     import onnxruntime as ort
 
     session = ort.InferenceSession(os.fspath(path), providers=["CPUExecutionProvider"])
@@ -294,6 +312,21 @@ def export_onnx(
     runtimes). With ``check`` the file is run once through onnxruntime at an
     odd size with batch 2 and compared with PyTorch; an error above
     ``tolerance`` (1e-4 fp32, 2e-2 fp16) raises :class:`ExportError`.
+
+    Args:
+        model: a U2Net, a save_pretrained folder or a Hub id.
+        path: the ``.onnx`` file to write.
+        opset: the ONNX opset (>= 18 for the dynamo exporter, >= 11 for torchscript).
+        input_size: the size recorded and traced at (default: the model's own).
+        sides: add the six side maps as outputs 1..6.
+        fp16: store and compute the network in float16.
+        exporter: "dynamo" or "torchscript".
+        check: compare onnxruntime with PyTorch once after writing.
+        check_shape: the (B, 3, H, W) shape of that check (default: batch 2 at an odd size).
+        tolerance: the largest difference the check allows (default by precision).
+
+    Returns:
+        The file, its metadata, output names and the measured difference.
     """
     if exporter not in EXPORTERS:
         raise ValueError(f"exporter must be one of {EXPORTERS}, got {exporter!r}")

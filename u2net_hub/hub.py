@@ -59,6 +59,82 @@ class CheckpointMismatchError(ValueError):
     """Weights that do not fit the model they are loaded into."""
 
 
+class ModelLoadError(RuntimeError):
+    """A model name that cannot be turned into a working model; the message is meant for the user."""
+
+
+#: huggingface_hub's errors for "no such repository, revision or file" (matched by name: their module moves).
+_NOT_ON_THE_HUB = ("RepositoryNotFoundError", "GatedRepoError", "RevisionNotFoundError", "EntryNotFoundError")
+
+
+def explain_load_failure(name: str, error: BaseException) -> str:
+    """One sentence that says why a model could not be loaded and what to do, without a traceback.
+
+    The command line (`u2net predict`, `evaluate`, `export-onnx`) and the Space word every
+    failure through this one function.
+
+    Args:
+        name: the folder or Hub id as the user gave it.
+        error: what ``from_pretrained`` raised.
+
+    Returns:
+        The message.
+    """
+    kind = type(error).__name__
+    text = str(error).strip().splitlines()[0].rstrip(". ") if str(error).strip() else kind
+    if Path(name).expanduser().is_dir():
+        return f"{name!r} could not be loaded from the local folder: {kind}: {text}"
+    if kind in ("OfflineModeIsEnabled", "LocalEntryNotFoundError") or "offline" in text.lower() or (
+        constants.HF_HUB_OFFLINE and isinstance(error, OSError)
+    ):
+        return (
+            f"{name!r} is not a folder on this machine and the Hugging Face Hub cannot be reached "
+            "(offline, or HF_HUB_OFFLINE=1 is set), nor is it in the local cache"
+        )
+    if kind in _NOT_ON_THE_HUB:
+        return f"the Hub has no usable repository {name!r} ({kind}): check the spelling, or whether it needs a token"
+    if kind == "HFValidationError":
+        return f"{name!r} is neither a folder on this machine nor a valid Hub id (like 'user/model')"
+    if isinstance(error, (ConnectionError, TimeoutError)) or "connect" in text.lower():
+        return f"the Hugging Face Hub could not be reached to download {name!r} ({text})"
+    return f"{name!r} could not be loaded from the Hub (no local folder has that name): {kind}: {text}"
+
+
+def check_model_name(name: str | os.PathLike | None) -> str:
+    """The folder or Hub id to load, with the mistakes that need no download caught early.
+
+    Args:
+        name: a save_pretrained folder, a Hub id, or None for the bundled demo model.
+
+    Returns:
+        The name to pass to ``from_pretrained``.
+
+    Raises:
+        ModelLoadError: a file instead of a folder (with the `u2net convert` hint for .pth),
+            a path that does not exist, or a missing bundled demo model.
+    """
+    if name is None:
+        if not Path(DEMO_MODEL).is_dir():
+            raise ModelLoadError(
+                f"the bundled demo model is missing (expected the folder {DEMO_MODEL}); "
+                "pass a model folder or Hub id (--model)"
+            )
+        return DEMO_MODEL
+    text = os.fspath(name)
+    path = Path(text).expanduser()
+    if path.is_file():
+        hint = f"; convert it first: u2net convert {text} OUT_DIR" if path.suffix in (".pth", ".pt") else (
+            "; convert released .pth files with `u2net convert`"
+        )
+        raise ModelLoadError(
+            f"{text} is a file; a model is a save_pretrained folder (config.json + model.safetensors) "
+            f"or a Hub repo id{hint}"
+        )
+    if not path.is_dir() and _looks_local(text):
+        raise ModelLoadError(f"{text}: no such folder")
+    return text
+
+
 def load_safetensors_state_dict(path: str) -> dict[str, torch.Tensor]:
     """Read a safetensors file into a state dict.
 
@@ -116,12 +192,15 @@ def check_state_dict(model: "HubMixin", state_dict: Mapping[str, Any], source: s
 
 
 def _looks_local(name: Any) -> bool:
-    """True for what can only mean a local path: a Path object, or a string no Hub id can be."""
+    """True for what can only mean a local path: a Path object, or a string no Hub id can be.
+
+    A Hub id is "name" or "owner/name"; a file name (``.pth``, ``.safetensors``, ...) is a path too.
+    """
     if isinstance(name, os.PathLike):
         return True
     text = str(name)
     return (text.startswith((".", "/", "~", "\\")) or text.count("/") > 1 or "\\" in text
-            or text.endswith(("/", os.sep)))
+            or text.endswith(("/", os.sep, ".pth", ".pt", ".safetensors", ".onnx", ".json")))
 
 
 def _template_text() -> str:
@@ -216,6 +295,26 @@ class HubMixin(
         }
         context.update(kwargs)
         return ModelCard.from_template(card_data, template_str=_template_text(), **context)
+
+    @classmethod
+    def load(cls, name: str | os.PathLike | None = None, **kwargs):
+        """``from_pretrained`` for command lines and apps: one clear error for every failure.
+
+        Args:
+            name: a save_pretrained folder, a Hub id, or None for the bundled demo model.
+            **kwargs: passed to :meth:`from_pretrained` (``local_files_only``, ``revision``, ...).
+
+        Returns:
+            The model in eval mode.
+
+        Raises:
+            ModelLoadError: with a message that says what went wrong (see :func:`explain_load_failure`).
+        """
+        name = check_model_name(name)
+        try:
+            return cls.from_pretrained(name, **kwargs)
+        except Exception as error:  # the user-facing boundary: offline, typo, broken folder, wrong weights
+            raise ModelLoadError(explain_load_failure(name, error)) from error
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
@@ -315,5 +414,6 @@ class HubMixin(
 
 
 __all__ = [
-    "CheckpointMismatchError", "DEMO_MODEL", "HubMixin", "check_state_dict", "load_safetensors_state_dict", "__version__",
+    "CheckpointMismatchError", "DEMO_MODEL", "HubMixin", "ModelLoadError", "check_model_name", "check_state_dict",
+    "explain_load_failure", "load_safetensors_state_dict", "__version__",
 ]

@@ -34,7 +34,15 @@ def _check_labels(labels: Tensor, reference: Tensor) -> Tensor:
 
 
 def side_losses(output: U2NetOutput, labels: Tensor) -> list[Tensor]:
-    """The seven float32 BCE-with-logits terms, fused map first, then side1..side6."""
+    """The seven BCE-with-logits terms of deep supervision, computed in float32 (safe under bf16/fp16).
+
+    Args:
+        output: the model's output.
+        labels: (B, 1, H, W) masks in [0, 1] at the input's size.
+
+    Returns:
+        Seven scalar tensors, fused map first, then side1..side6.
+    """
     maps: Sequence[Tensor] = output.all_logits
     target = _check_labels(labels, maps[0])
     with torch.autocast(device_type=maps[0].device.type, enabled=False):
@@ -42,7 +50,16 @@ def side_losses(output: U2NetOutput, labels: Tensor) -> list[Tensor]:
 
 
 def deep_supervision_loss(output: U2NetOutput, labels: Tensor, weights: Sequence[float] | None = None) -> Tensor:
-    """Sum of the mean BCE of the fused map and the six side maps (weights 1 unless given)."""
+    """The paper's training loss: the mean BCE of the fused map and the six side maps, summed.
+
+    Args:
+        output: the model's output.
+        labels: (B, 1, H, W) masks in [0, 1] at the input's size.
+        weights: seven weights (fused first); None means all 1, as in the paper.
+
+    Returns:
+        A scalar float32 tensor.
+    """
     terms = side_losses(output, labels)
     if weights is None:
         return torch.stack(terms).sum()

@@ -24,7 +24,9 @@ Decisions worth knowing:
 from __future__ import annotations
 
 import io
+import math
 import os
+import re
 import warnings
 from pathlib import Path
 from typing import Any, Sequence
@@ -38,6 +40,16 @@ from .matting import NETWORK_SIZE, MattingOptions, matte, post_process_mask as c
 
 #: Colour that transparent pixels are composited on before the network sees them.
 ALPHA_BACKGROUND = (255, 255, 255)
+
+#: The file extensions read as images when walking folders: `u2net predict`, `u2net evaluate`'s
+#: folder pairing and the dataset loader all use this one list (files named explicitly are always tried).
+IMAGE_EXTENSIONS = frozenset({
+    ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".dib", ".webp", ".tif", ".tiff", ".gif",
+    ".ppm", ".pgm", ".pbm", ".pnm", ".tga", ".avif",
+})
+
+#: EXIF orientations that swap width and height.
+_TRANSPOSING_ORIENTATIONS = (5, 6, 7, 8)
 
 _RESAMPLE = {
     "bilinear": Image.Resampling.BILINEAR,
@@ -119,8 +131,19 @@ def check_pixels(size: tuple[int, int], name: str) -> None:
         )
 
 
-def _open_encoded(src: Any, name: str) -> Image.Image:
-    """Open a file path, bytes or a binary file object, fully decoded; every failure becomes ImageLoadError."""
+def _draft_size(size: tuple[int, int], max_pixels: int) -> tuple[int, int]:
+    width, height = size
+    scale = math.sqrt(max_pixels / (width * height))
+    return max(1, int(width * scale)), max(1, int(height * scale))
+
+
+def _open_encoded(src: Any, name: str, max_pixels: int | None = None) -> tuple[Image.Image, tuple[int, int]]:
+    """Open a file path, bytes or a binary file object, fully decoded; every failure becomes ImageLoadError.
+
+    Returns the image and its upright size as stored (before any reduced-scale decode). A JPEG
+    larger than `max_pixels` is decoded at a reduced scale (PIL's draft mode), so even a huge
+    photo never costs its full-size decode.
+    """
     if isinstance(src, (str, os.PathLike)):
         path = Path(src)
         if not path.exists():
@@ -140,6 +163,14 @@ def _open_encoded(src: Any, name: str) -> Image.Image:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(opener)
             check_pixels(image.size, name)
+            width, height = image.size
+            upright = (width, height)
+            if max_pixels is not None and width * height > max_pixels and image.format == "JPEG":
+                if image.getexif().get(0x0112, 1) in _TRANSPOSING_ORIENTATIONS:
+                    upright = (height, width)
+                image.draft("RGB", _draft_size((width, height), max_pixels))
+            elif image.getexif().get(0x0112, 1) in _TRANSPOSING_ORIENTATIONS:
+                upright = (height, width)
             image.load()
     except ImageLoadError:
         raise
@@ -152,7 +183,7 @@ def _open_encoded(src: Any, name: str) -> Image.Image:
     except (OSError, SyntaxError, ValueError, EOFError) as error:
         # Truncated data ("image file is truncated"), broken headers, unreadable files.
         raise ImageLoadError(f"{name}: cannot decode the image ({error})") from None
-    return image
+    return image, upright
 
 
 def _float_to_uint8(values: np.ndarray, name: str) -> np.ndarray:
@@ -249,14 +280,29 @@ def _apply_exif_orientation(image: Image.Image, name: str) -> Image.Image:
         return image
 
 
-def load_image(src: Any) -> Image.Image:
+def load_image(src: Any, max_pixels: int | None = None) -> Image.Image:
     """Any supported input -> an RGB PIL image, upright according to its EXIF orientation.
 
-    Accepts a path (str or Path), encoded bytes, a binary file object, a PIL
-    image of any mode, or a numpy array (H, W), (H, W, 1), (H, W, 3) or
-    (H, W, 4) of uint8, uint16, bool or float. Raises :class:`ImageLoadError`.
+    With `max_pixels`, a larger image is scaled down (aspect kept) so a server's memory
+    per request stays bounded; a JPEG is then decoded at a reduced scale to begin with.
+    The upright size before scaling is in ``image.info["original_size"]`` of a scaled image.
+
+    Args:
+        src: a path (str or Path), encoded bytes, a binary file object, a PIL image of
+            any mode, or a numpy array (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) of uint8,
+            uint16, bool or float.
+        max_pixels: the most pixels the returned image may have; None: no limit.
+
+    Returns:
+        An RGB image (the input itself when it already is an upright RGB PIL image within the limit).
+
+    Raises:
+        ImageLoadError: the input cannot be read, naming it and the reason.
     """
+    if max_pixels is not None and (not isinstance(max_pixels, int) or isinstance(max_pixels, bool) or max_pixels < 1):
+        raise ValueError(f"max_pixels must be a positive integer or None, got {max_pixels!r}")
     name = _describe(src)
+    upright = None
     if isinstance(src, torch.Tensor):
         raise ImageLoadError(
             f"got a torch.Tensor of shape {tuple(src.shape)}; predict() takes images (PIL, numpy H x W x C, "
@@ -265,15 +311,26 @@ def load_image(src: Any) -> Image.Image:
     if isinstance(src, Image.Image):
         image = src
     elif isinstance(src, np.ndarray):
-        return _from_array(src, name)
+        return _bounded(_from_array(src, name), max_pixels, None)
     elif isinstance(src, (str, os.PathLike, bytes, bytearray, memoryview)) or hasattr(src, "read"):
-        image = _open_encoded(src, name)
+        image, upright = _open_encoded(src, name, max_pixels)
     else:
         raise ImageLoadError(
             f"unsupported input of type {type(src).__name__}; expected a path, bytes, a PIL image or a numpy array"
         )
     image = _apply_exif_orientation(image, name)
-    return _pil_to_rgb(image, name)
+    return _bounded(_pil_to_rgb(image, name), max_pixels, upright)
+
+
+def _bounded(image: Image.Image, max_pixels: int | None, original: tuple[int, int] | None) -> Image.Image:
+    """`image` scaled down to at most `max_pixels` (LANCZOS), recording the size it had before."""
+    original = original or image.size
+    width, height = image.size
+    if max_pixels is not None and width * height > max_pixels:
+        image = image.resize(_draft_size(image.size, max_pixels), Image.Resampling.LANCZOS, reducing_gap=3.0)
+    if image.size != original:
+        image.info["original_size"] = original
+    return image
 
 
 #: EXIF orientations that swap width and height (transposed and 90/270-degree rotations).
@@ -324,11 +381,29 @@ def load_image_reduced(src: Any, min_size: int) -> tuple[Image.Image, tuple[int,
 
 
 def is_batch(images: Any) -> bool:
-    """Lists and tuples are batches; everything else is one image."""
+    """Whether `images` is a batch: lists and tuples are, everything else is one image.
+
+    Args:
+        images: what was passed to predict.
+
+    Returns:
+        True for a list or tuple.
+    """
     return isinstance(images, (list, tuple))
 
 
 def load_images(images: Any) -> list[Image.Image]:
+    """:func:`load_image` for one image or a batch.
+
+    Args:
+        images: one supported input or a list/tuple of them.
+
+    Returns:
+        The RGB images, in order.
+
+    Raises:
+        ImageLoadError: an empty list, or an input that cannot be read.
+    """
     items = list(images) if is_batch(images) else [images]
     if not items:
         raise ImageLoadError("got an empty list of images")
@@ -348,7 +423,16 @@ def _resample(resample: str | int) -> int:
 
 
 def image_to_array(image: Image.Image, preprocessing: Preprocessing, resample: str | int = "bilinear") -> np.ndarray:
-    """One RGB image -> float32 (3, S, S), exactly as the original test script prepares it."""
+    """One RGB image as the network input, exactly as the original test script prepares it.
+
+    Args:
+        image: an RGB image of any size.
+        preprocessing: the model's input size, mean, std and divide-by-max rule.
+        resample: the resize filter ("bilinear", "lanczos", "bicubic", "nearest" or a PIL constant).
+
+    Returns:
+        A float32 (3, S, S) array, S being ``preprocessing.input_size``.
+    """
     size = preprocessing.input_size
     resized = image.resize((size, size), _resample(resample))
     x = np.asarray(resized, dtype=np.float32)
@@ -363,7 +447,16 @@ def image_to_array(image: Image.Image, preprocessing: Preprocessing, resample: s
 
 
 def preprocess(images: Any, preprocessing: Preprocessing, resample: str | int = "bilinear") -> torch.Tensor:
-    """An image or a list of images (any supported input) -> a float32 (B, 3, S, S) tensor."""
+    """An image or a list of images (any supported input) as one network batch.
+
+    Args:
+        images: one supported input or a list/tuple of them.
+        preprocessing: the model's ``preprocessing``.
+        resample: the resize filter (see :func:`image_to_array`).
+
+    Returns:
+        A float32 (B, 3, S, S) tensor.
+    """
     loaded = load_images(images)
     return torch.from_numpy(np.stack([image_to_array(im, preprocessing, resample) for im in loaded]))
 
@@ -374,7 +467,12 @@ def preprocess(images: Any, preprocessing: Preprocessing, resample: str | int = 
 def normalize_map(probability: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """The original "normPRED": min-max to [0, 1] per map; a constant map is returned unchanged.
 
-    ``out=probability`` works in place (no extra full-size copy for big photos).
+    Args:
+        probability: a float map.
+        out: where to write; ``out=probability`` works in place (no extra full-size copy for big photos).
+
+    Returns:
+        The normalised float32 map.
     """
     low, high = np.float32(probability.min()), np.float32(probability.max())
     span = np.float32(high - low)  # in float32, so the maximum maps to exactly 1.0
@@ -393,8 +491,15 @@ def resize_probability(probability: np.ndarray, size: tuple[int, int]) -> np.nda
     """Bilinear resize of a float map to ``size`` (width, height) through PIL's float32 "F" mode.
 
     Large outputs are produced band by band (PIL's ``box`` argument keeps the
-    sampling grid of the whole image), so a 6000x4000 result costs one float32
+    sampling grid of the whole image), so a big result costs one float32
     plane and no full-size temporary copies.
+
+    Args:
+        probability: an H x W float map.
+        size: the target (width, height).
+
+    Returns:
+        The float32 map at `size`, clipped to [0, 1] (the input itself when the size already matches).
     """
     probability = np.ascontiguousarray(probability, dtype=np.float32)
     width, height = int(size[0]), int(size[1])
@@ -414,9 +519,15 @@ def resize_probability(probability: np.ndarray, size: tuple[int, int]) -> np.nda
 
 
 def postprocess(probability: Any, size: tuple[int, int], normalize: bool = False) -> np.ndarray:
-    """A network-sized probability map (tensor or array, H x W) -> float32 H x W in [0, 1] at ``size`` (w, h).
+    """A network-sized probability map brought back to an image's size.
 
-    ``normalize`` min-maxes the map ("normPRED") after resizing it.
+    Args:
+        probability: an H x W map (tensor or array; singleton dimensions are dropped).
+        size: the image's (width, height).
+        normalize: min-max the map ("normPRED") after resizing it.
+
+    Returns:
+        A new float32 array in [0, 1] at `size`.
     """
     if isinstance(probability, torch.Tensor):
         probability = probability.detach().float().cpu().numpy()
@@ -435,7 +546,16 @@ def postprocess(probability: Any, size: tuple[int, int], normalize: bool = False
 
 
 def to_mask(probability: np.ndarray, threshold: float | None = None) -> Image.Image:
-    """A [0, 1] float map -> 8-bit PIL "L" (0..255, rounded); with ``threshold`` a hard 0/255 mask."""
+    """A [0, 1] float map as an 8-bit mask image.
+
+    Args:
+        probability: an H x W float map.
+        threshold: None for a soft mask (round(255 * p)); a value in [0, 1] for a hard 0/255 mask
+            (255 where ``p >= threshold``).
+
+    Returns:
+        A PIL "L" image.
+    """
     if threshold is not None:
         threshold = check_threshold(threshold)
     probability = np.asarray(probability)
@@ -468,18 +588,49 @@ def mask_at_size(probability: np.ndarray, size: tuple[int, int]) -> Image.Image:
     return small if small.size == size else small.resize(size, Image.Resampling.BILINEAR)
 
 
-def check_threshold(threshold: float) -> float:
-    threshold = float(threshold)
-    if not 0.0 <= threshold <= 1.0:
-        raise ValueError(f"threshold must be between 0 and 1 (a share of the probability), got {threshold}")
-    return threshold
+def check_threshold(threshold: Any) -> float:
+    """A threshold as a float in [0, 1] (0 and None mean "keep the soft mask" to its callers).
+
+    Args:
+        threshold: a number (or numeric text) between 0 and 1; None counts as 0.
+
+    Returns:
+        The threshold as a float.
+
+    Raises:
+        ValueError: not a number, NaN, or outside [0, 1].
+    """
+    try:
+        value = float(0.0 if threshold is None else threshold)
+    except (TypeError, ValueError):
+        raise ValueError(f"threshold must be a number between 0 and 1, got {threshold!r}") from None
+    if math.isnan(value) or not 0.0 <= value <= 1.0:
+        raise ValueError(f"threshold must be between 0 and 1 (a share of the probability), got {value}")
+    return value
 
 
 # ---------------------------------------------------------------------- cutout
 
 
-def parse_background(background: Any) -> None | str | tuple[int, int, int]:
-    """None (transparent), "blur", or an RGB tuple from a name ("white"), "#rrggbb" or (r, g, b)."""
+#: The choice that means "the colour given separately" (the Space's colour picker).
+COLOUR_CHOICES = ("colour", "color")  # "color": the old spelling, still accepted
+
+
+def parse_background(background: Any, colour: Any = None) -> None | str | tuple[int, int, int]:
+    """What a cutout's background should be, from what a user typed or picked.
+
+    Args:
+        background: None, "transparent" or "none" (keep transparency), "blur", a colour
+            name ("white"), "#rrggbb", "R,G,B" text, an (r, g, b) sequence, or "colour"
+            to use `colour`.
+        colour: the colour meant by ``background="colour"`` (a name or "#rrggbb").
+
+    Returns:
+        None (transparent), "blur", or an (r, g, b) tuple.
+
+    Raises:
+        ValueError: a background or colour that cannot be read.
+    """
     if background is None:
         return None
     if isinstance(background, str):
@@ -488,6 +639,14 @@ def parse_background(background: Any) -> None | str | tuple[int, int, int]:
             return None
         if text == "blur":
             return "blur"
+        if text in COLOUR_CHOICES:
+            try:
+                return tuple(ImageColor.getrgb(str(colour or "").strip())[:3])
+            except ValueError:
+                raise ValueError(f"cannot read the colour {colour!r}; use a name or '#rrggbb'") from None
+        match = re.fullmatch(r"(\d+)\s*,\s*(\d+)\s*,\s*(\d+)", text)
+        if match:
+            return parse_background(tuple(int(v) for v in match.groups()))
         try:
             colour = ImageColor.getrgb(text)
         except ValueError:
@@ -518,20 +677,26 @@ def cutout(
 ) -> Image.Image:
     """The photo with the saliency as alpha, as an RGBA image at the photo's size.
 
-    ``probability`` is a float map in [0, 1] or an 8-bit "L" mask at the
-    image's size. ``background=None`` keeps transparency (soft alpha = the
-    mask); a colour or ``"blur"`` (the photo itself, blurred) fills it, giving
-    an opaque RGBA image. ``threshold`` in (0, 1] gives a hard 0/255 alpha.
+    Args:
+        image: the photo (any supported input).
+        probability: a float map in [0, 1] or an 8-bit "L" mask at the image's size.
+        background: None keeps transparency (soft alpha = the mask); a colour or "blur"
+            (the photo itself, blurred) fills it (see :func:`parse_background`).
+        threshold: in (0, 1], a hard 0/255 alpha; None or 0 keeps it soft.
+        alpha_matting: re-estimate the alpha from the photo's colours in the band where the
+            map is unsure (hair, fur; see :mod:`u2net_hub.matting`) and replace the RGB there
+            by the estimated object colour, so no background shows through at the edge.
+        alpha_matting_foreground_threshold: rembg's knob, with its default.
+        alpha_matting_background_threshold: rembg's knob, with its default.
+        alpha_matting_erode_size: rembg's knob, with its default.
+        network_size: the input side of the network the map came from (default 320), which
+            sets how wide the band is.
+        post_process_mask: first apply rembg's morphological clean-up
+            (:func:`u2net_hub.matting.post_process_mask`: opening, blur, cut at 127), which makes the mask hard.
+        progress: show a progress bar while matting (None: only for large photos).
 
-    ``alpha_matting=True`` re-estimates the alpha from the photo's colours in
-    the band where the map is unsure (hair, fur; see :mod:`u2net_hub.matting`)
-    and replaces the RGB there by the estimated object colour, so no
-    background shows through at the edge. The three ``alpha_matting_*`` knobs
-    are rembg's, with its defaults; ``network_size`` is the input side of the
-    network the map came from (default 320), which sets how wide the band is.
-    ``post_process_mask=True`` first applies rembg's morphological clean-up
-    (:func:`u2net_hub.matting.post_process_mask`: opening, blur, cut at 127),
-    which makes the mask hard.
+    Returns:
+        An RGBA image at the photo's size (opaque when a background fills it).
     """
     rgb = load_image(image)
     if alpha_matting and threshold:
@@ -576,6 +741,8 @@ def cutout(
 
 __all__ = [
     "ALPHA_BACKGROUND",
+    "COLOUR_CHOICES",
+    "IMAGE_EXTENSIONS",
     "ImageLoadError",
     "check_threshold",
     "cutout",

@@ -277,6 +277,28 @@ def save_checkpoint(
 # ------------------------------------------------------------------- the step
 
 
+def forward_batch(model: nn.Module, batch: dict, *, channels_last: bool = True,
+                  autocast: Callable[[], Any] | None = None):
+    """The model's output on a batch, the way training and validation both run it.
+
+    Args:
+        model: the (prepared) model.
+        batch: a dict with ``pixel_values`` (B, 3, H, W).
+        channels_last: move the input to channels_last first.
+        autocast: a context-manager factory to run the forward under (None: as Accelerate set it up).
+
+    Returns:
+        The model's :class:`u2net_hub.U2NetOutput`.
+    """
+    pixel_values = batch["pixel_values"]
+    if channels_last:
+        pixel_values = to_channels_last(pixel_values)
+    if autocast is None:
+        return model(pixel_values)
+    with autocast():
+        return model(pixel_values)
+
+
 def training_step(
     accelerator,
     model: nn.Module,
@@ -293,15 +315,8 @@ def training_step(
 
     Returns the detached loss and the dtype the forward pass produced (to confirm autocast is on).
     """
-    pixel_values = batch["pixel_values"]
-    if channels_last:
-        pixel_values = to_channels_last(pixel_values)
     with accelerator.accumulate(model):
-        if autocast is not None:
-            with autocast():
-                output = model(pixel_values)
-        else:
-            output = model(pixel_values)
+        output = forward_batch(model, batch, channels_last=channels_last, autocast=autocast)
         loss = deep_supervision_loss(output, batch["labels"])
         accelerator.backward(loss)
         if accelerator.sync_gradients and max_grad_norm:
@@ -429,14 +444,7 @@ def evaluate(
     count = torch.zeros((), device=accelerator.device, dtype=torch.float64)
     batches = tqdm(dataloader, desc="validation", leave=False, disable=not (progress and accelerator.is_main_process))
     for batch in batches:
-        pixel_values = batch["pixel_values"]
-        if channels_last:
-            pixel_values = to_channels_last(pixel_values)
-        if autocast is not None:
-            with autocast():
-                output = model(pixel_values)
-        else:
-            output = model(pixel_values)
+        output = forward_batch(model, batch, channels_last=channels_last, autocast=autocast)
         labels = batch["labels"]
         per_sample = torch.nn.functional.binary_cross_entropy_with_logits(
             output.logits.float(), labels.float(), reduction="none"

@@ -11,31 +11,24 @@ import argparse
 import glob
 import json
 import os
-import re
 import sys
 from pathlib import Path, PurePath
 
 import numpy as np
 import torch
-from huggingface_hub import constants
 from PIL import Image
 from tqdm.auto import tqdm
 
-from ..hub import DEMO_MODEL
+from ..hub import ModelLoadError
 from ..inference import iter_predictions
-from ..modeling import U2Net
 from ..matting import MattingError, MattingOptions, post_process_mask
+from ..modeling import U2Net
 from ..pipeline import png_options
-from ..processing import ImageLoadError, parse_background, set_max_pixels, to_mask
+from ..processing import IMAGE_EXTENSIONS, ImageLoadError, parse_background, set_max_pixels, to_mask
 from ..video import VIDEO_EXTENSIONS
 from . import _predict_scale as _scale
 from . import add_fast_path_arguments
 
-#: Extensions picked up when walking folders (files named explicitly are always tried).
-IMAGE_EXTENSIONS = {
-    ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".dib", ".webp", ".tif", ".tiff", ".gif",
-    ".ppm", ".pgm", ".pbm", ".pnm", ".tga", ".avif",
-}
 FORMATS = ("mask", "rgba", "sides")
 #: Written into every output folder: marks it as ours, so a later run over a parent folder skips it.
 MARKER_NAME = ".u2net-predict.json"
@@ -244,40 +237,15 @@ def write_mapping(jobs: list[tuple[Path, PurePath]], output_dir: Path, fmt: str)
     return changed
 
 
-# ------------------------------------------------------------------ the model
+# ------------------------------------------------------------------- running
 
 
 def _load_model(name: str | None):
-    """The model, or an error message (exit status 2)."""
-    if name is None:
-        if not Path(DEMO_MODEL).is_dir():
-            return None, (
-                f"the bundled demo model is missing (expected the folder {DEMO_MODEL}); "
-                "pass --model FOLDER_OR_HUB_ID"
-            )
-        name = str(DEMO_MODEL)
-    path = Path(name)
-    if path.is_file():
-        hint = f"; convert it first: u2net convert {name} OUT_DIR" if path.suffix in (".pth", ".pt") else ""
-        return None, f"--model {name} is a file; it takes a save_pretrained folder or a Hub repo id{hint}"
+    """The model and None, or None and the reason it cannot be loaded (U2Net.load's one wording; exit status 2)."""
     try:
-        return U2Net.from_pretrained(name), None
-    except Exception as error:  # noqa: BLE001 - the CLI boundary: every failure becomes one clear line
-        where = "the local folder" if path.is_dir() else "the Hub repo (no local folder has that name)"
-        offline = ""
-        if not path.is_dir() and constants.HF_HUB_OFFLINE:
-            offline = " HF_HUB_OFFLINE=1 is set, so only models already in the local cache can be used."
-        return None, f"cannot load model {name!r} from {where}: {type(error).__name__}: {str(error).rstrip('. ')}.{offline}"
-
-
-def _parse_background(text: str | None):
-    if text is None:
-        return None
-    match = re.fullmatch(r"\s*(\d+)\s*,\s*(\d+)\s*,\s*(\d+)\s*", text)
-    return parse_background(tuple(int(v) for v in match.groups()) if match else text)
-
-
-# ------------------------------------------------------------------- running
+        return U2Net.load(name), None
+    except ModelLoadError as error:
+        return None, str(error)
 
 
 def _outputs(stem: PurePath, output_dir: Path, fmt: str) -> list[Path]:
@@ -381,7 +349,7 @@ def run(args: argparse.Namespace) -> int:
     if problem:
         return usage(problem)
     try:
-        background = _parse_background(args.background)
+        background = parse_background(args.background)
     except ValueError as error:
         return usage(str(error))
 

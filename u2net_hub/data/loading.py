@@ -18,20 +18,20 @@ Layouts (see the README's data section):
 from __future__ import annotations
 
 import logging
+import os
 import re
 import warnings
 from pathlib import Path
 from typing import Any
 
+from ..processing import IMAGE_EXTENSIONS
 from .synthetic import make_synthetic_dataset
 
-__all__ = ["load_saliency_dataset", "load_dataset_as_stored", "split_for_validation", "pair_folders", "DatasetLoadError",
-           "IMAGE_EXTENSIONS", "MASK_EXTENSIONS"]
+__all__ = ["load_saliency_dataset", "load_dataset_as_stored", "split_for_validation", "pair_folders", "index_folder",
+           "DatasetLoadError", "IMAGE_EXTENSIONS"]
 
 logger = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
-MASK_EXTENSIONS = (".png", ".bmp", ".tif", ".tiff", ".gif", ".jpg", ".jpeg", ".webp")
 _IMAGE_WORDS = ("images", "image", "imgs", "img")
 _MASK_WORDS = ("masks", "mask", "gts", "gt", "ground_truth", "groundtruth", "labels", "label", "annotations")
 _SPLIT_ALIASES = {
@@ -70,26 +70,45 @@ def _folder_pairs(root: Path) -> list[tuple[Path, Path]]:
     return [(images[prefix], masks[prefix]) for prefix in images if prefix in masks]
 
 
-def _files(folder: Path, extensions: tuple[str, ...]) -> tuple[dict[str, Path], list[str]]:
-    """Files by stem (relative path without extension); stems that occur twice are returned as ambiguous."""
+def index_folder(root: str | Path) -> dict[str, list[Path]]:
+    """Image files under `root` by their relative path without extension ("stem").
+
+    Hidden files and folders are skipped; the extensions are :data:`u2net_hub.processing.IMAGE_EXTENSIONS`.
+    Dataset folders and `u2net evaluate --pred-dir/--gt-dir` are read through this.
+
+    Args:
+        root: the folder, searched recursively.
+
+    Returns:
+        Stem (posix) to the files that have it, in sorted order.
+    """
+    root = Path(root)
+    index: dict[str, list[Path]] = {}
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            path = Path(folder) / name
+            if name.startswith(".") or path.suffix.lower() not in IMAGE_EXTENSIONS:
+                continue
+            index.setdefault(path.relative_to(root).with_suffix("").as_posix(), []).append(path)
+    return index
+
+
+def _files(folder: Path) -> tuple[dict[str, Path], list[str]]:
+    """Files by stem; stems that occur twice are returned as ambiguous."""
     found: dict[str, Path] = {}
     ambiguous: list[str] = []
-    for path in sorted(folder.rglob("*")):
-        if not path.is_file() or path.suffix.lower() not in extensions or path.name.startswith("."):
-            continue
-        stem = path.relative_to(folder).with_suffix("").as_posix()
-        if stem in found:
-            ambiguous.append(f"{path.relative_to(folder)} (same stem as {found[stem].relative_to(folder)})")
-            continue
-        found[stem] = path
+    for stem, paths in index_folder(folder).items():
+        found[stem] = paths[0]
+        ambiguous += [f"{p.relative_to(folder)} (same stem as {paths[0].relative_to(folder)})" for p in paths[1:]]
     return found, ambiguous
 
 
 def pair_folders(image_dir: str | Path, mask_dir: str | Path) -> tuple[list[tuple[Path, Path]], list[str]]:
     """Pair images with masks of the same stem: (pairs, problems), problems naming every unpaired file."""
     image_dir, mask_dir = Path(image_dir), Path(mask_dir)
-    images, ambiguous_images = _files(image_dir, IMAGE_EXTENSIONS)
-    masks, ambiguous_masks = _files(mask_dir, MASK_EXTENSIONS)
+    images, ambiguous_images = _files(image_dir)
+    masks, ambiguous_masks = _files(mask_dir)
     pairs = [(images[stem], masks[stem]) for stem in sorted(images) if stem in masks]
     problems = [f"{image_dir.name}/{images[s].relative_to(image_dir)}: no mask"
                 for s in sorted(images) if s not in masks]
@@ -136,7 +155,7 @@ def _folder_pair_dataset(root: Path, split: str | None):
     if not pairs:
         raise DatasetLoadError(
             f"{root}: no file in {image_dir.name}/ has a mask with the same name in {mask_dir.name}/ "
-            f"(images: {IMAGE_EXTENSIONS}, masks: {MASK_EXTENSIONS}); e.g. {problems[:3]}"
+            f"(extensions: {sorted(IMAGE_EXTENSIONS)}); e.g. {problems[:3]}"
         )
     description = f"image/mask folder pair {image_dir} + {mask_dir}: {len(pairs)} pairs"
     if problems:
