@@ -5,9 +5,13 @@
     accelerate launch train/train.py --dataset_name nobg/DUTS --validation_split test --variant full
 
 The paper's recipe is the default (resize 320, random crop 288, random flip,
-Adam 1e-3, BCE summed over the fused map and the six side maps). See the
-README's "Training" section for every flag, the data layouts, multi-process
-runs, resuming and pushing to the Hub.
+Adam 1e-3, BCE summed over the fused map and the six side maps). See
+docs/training.md for every flag, the data layouts, multi-process runs,
+resuming and pushing to the Hub.
+
+``main`` reads top to bottom: set up Accelerate, build the data, the model and
+the optimiser, resume, the loop, then save (and push). The pieces that are not
+the loop are the named helpers below it.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import math
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 #: Exit code when everything was trained and saved locally but --push_to_hub could not upload.
@@ -360,9 +365,9 @@ def main(argv: list[str] | None = None) -> int:
     from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
     from tqdm.auto import tqdm
 
-    from u2net_hub import training as T
+    from u2net_hub import training
     from u2net_hub.acceleration import reuse_freed_memory
-    from u2net_hub.data import BadSampleError, SaliencyTransform, TrainingSamples, collate_samples
+    from u2net_hub.data import BadSampleError
     from u2net_hub.data.integrity import bad_sample_message
     from u2net_hub.metrics import SODMetrics
 
@@ -370,8 +375,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     output_dir = Path(args.output_dir)
     logging_dir = Path(args.logging_dir) if args.logging_dir else output_dir / "logs"
-    trackers = T.check_trackers(args.report_to)
-    mixed_precision = T.default_mixed_precision() if args.mixed_precision == "auto" else args.mixed_precision
+    trackers = training.check_trackers(args.report_to)
+    mixed_precision = training.default_mixed_precision() if args.mixed_precision == "auto" else args.mixed_precision
 
     accelerator = Accelerator(
         gradient_accumulation_steps=args.gradient_accumulation_steps,
@@ -396,7 +401,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
-        for stale in T.remove_stale_temporaries(output_dir):
+        for stale in training.remove_stale_temporaries(output_dir):
             logger.info(f"removed {stale.name}, a checkpoint interrupted while being written")
     accelerator.wait_for_everyone()
 
@@ -419,31 +424,9 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"error: {error}") from None
     model, origin = build_model(args, logger)
     set_seed(args.seed, device_specific=True)
-    pre = model.preprocessing
-    train_transform = SaliencyTransform(
-        resolution=args.resolution, crop_size=args.crop_size or None, flip=args.random_flip, train=True,
-        mean=pre.mean, std=pre.std, divide_by_max=pre.divide_by_max,
+    train_sampler, train_dataloader, eval_dataloader = build_dataloaders(
+        args, train_dataset, eval_dataset, model.preprocessing
     )
-    eval_transform = SaliencyTransform(
-        resolution=args.resolution, crop_size=None, train=False, mean=pre.mean, std=pre.std, divide_by_max=pre.divide_by_max,
-    )
-    # Each sample's crop and flip come from (seed, epoch, index): the same whichever process or worker reads
-    # it and whatever was read before, so a resumed run draws exactly what an uninterrupted one would.
-    train_sampler = T.EpochShuffleSampler(len(train_dataset), seed=args.seed, keyed=True)
-    train_dataloader = torch.utils.data.DataLoader(
-        TrainingSamples(train_dataset, train_transform, seed=args.seed, skip_bad=args.skip_bad_samples),
-        batch_size=args.train_batch_size, sampler=train_sampler,
-        collate_fn=collate_samples, num_workers=args.dataloader_num_workers,
-        persistent_workers=args.dataloader_num_workers > 0, pin_memory=torch.cuda.is_available(),
-    )
-    eval_dataloader = None
-    if eval_dataset is not None and len(eval_dataset) > 0:
-        eval_dataloader = torch.utils.data.DataLoader(
-            TrainingSamples(eval_dataset, eval_transform, seed=args.seed, skip_bad=args.skip_bad_samples),
-            batch_size=args.eval_batch_size, shuffle=False,
-            collate_fn=collate_samples, num_workers=args.dataloader_num_workers,
-            persistent_workers=args.dataloader_num_workers > 0,
-        )
 
     # -- model and optimisation
     model.train()
@@ -452,7 +435,7 @@ def main(argv: list[str] | None = None) -> int:
     learning_rate = args.learning_rate
     if args.scale_lr:
         learning_rate *= world * args.train_batch_size * args.gradient_accumulation_steps / 12
-    optimizer = T.build_optimizer(
+    optimizer = training.build_optimizer(
         model.parameters(), lr=learning_rate, betas=(args.adam_beta1, args.adam_beta2), eps=args.adam_epsilon,
         weight_decay=args.adam_weight_decay, device=accelerator.device,
     )
@@ -464,7 +447,7 @@ def main(argv: list[str] | None = None) -> int:
         max_train_steps = args.max_train_steps
     num_epochs = math.ceil(max_train_steps / updates_per_epoch)
     # Accelerate steps a prepared scheduler once per process for every optimizer step.
-    lr_scheduler = T.build_lr_scheduler(
+    lr_scheduler = training.build_lr_scheduler(
         optimizer, args.lr_scheduler, warmup_steps=args.lr_warmup_steps * world, total_steps=max_train_steps * world
     )
     model, optimizer, train_dataloader, lr_scheduler = accelerator.prepare(
@@ -493,37 +476,17 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     # -- resume
-    global_step = 0
-    train_seconds = 0.0
-    first_epoch, skip_batches = 0, 0
-    resume_path = T.resolve_resume_checkpoint(args.resume_from_checkpoint, output_dir)
-    if args.resume_from_checkpoint and resume_path is None:
-        accelerator.print(f"no complete checkpoint in {output_dir} yet: starting a new run")
-    if resume_path is not None:
-        state = T.read_trainer_state(resume_path)
-        accelerator.load_state(str(resume_path))
-        global_step = int(state["global_step"])
-        train_seconds = float(state.get("train_seconds", 0.0))
-        first_epoch, skip_batches = T.resume_position(global_step, updates_per_epoch, args.gradient_accumulation_steps)
-        changed = {
-            key: (state.get(key), now) for key, now in
-            (("world_size", world), ("train_batch_size", args.train_batch_size),
-             ("gradient_accumulation_steps", args.gradient_accumulation_steps),
-             ("num_train_images", len(train_dataset)), ("seed", args.seed))
-            if state.get(key) != now
-        }
-        if changed:
-            accelerator.print(f"warning: resuming with different settings {changed}; the data position is approximate")
-        accelerator.print(f"resumed from {resume_path} at step {global_step} (epoch {first_epoch}, "
-                          f"skipping {skip_batches} batches)")
+    resumed = resume_training(accelerator, args, output_dir, updates_per_epoch, len(train_dataset))
+    resume_path, global_step, train_seconds = resumed.path, resumed.global_step, resumed.train_seconds
+    first_epoch, skip_batches = resumed.first_epoch, resumed.skip_batches
 
-    log = T.JsonlLog(output_dir / T.TRAIN_LOG_NAME, enabled=accelerator.is_main_process)
+    log = training.JsonlLog(output_dir / training.TRAIN_LOG_NAME, enabled=accelerator.is_main_process)
     if resume_path is not None and accelerator.is_main_process:
         # Steps logged after this checkpoint (a kill between two saves) are trained again: one curve in the log.
-        moved = T.supersede_log_after(log.path, global_step)
+        moved = training.supersede_log_after(log.path, global_step)
         if moved:
             accelerator.print(f"moved {moved} log records of steps after {global_step} (trained again now) to "
-                              f"{T.SUPERSEDED_LOG_NAME}")
+                              f"{training.SUPERSEDED_LOG_NAME}")
     if data_info.get("data_check"):
         log.write({"event": "data_check", **data_info["data_check"]})
     log.write({"event": "start", "world_size": world, "global_step": global_step, "max_train_steps": max_train_steps,
@@ -544,7 +507,7 @@ def main(argv: list[str] | None = None) -> int:
     def run_validation(step: int) -> dict:
         if eval_dataloader is None:
             return {}
-        results = T.evaluate(accelerator, model, eval_dataloader, metrics_factory,
+        results = training.evaluate(accelerator, model, eval_dataloader, metrics_factory,
                              channels_last=args.channels_last, autocast=autocast, progress=True)
         if results:
             accelerator.log({f"val/{k}": v for k, v in results.items()}, step=step)
@@ -557,7 +520,7 @@ def main(argv: list[str] | None = None) -> int:
 
     progress = tqdm(total=max_train_steps, initial=global_step, desc="training", unit="step",
                     disable=not accelerator.is_local_main_process, dynamic_ncols=True)
-    throughput = T.Throughput()
+    throughput = training.Throughput()
     samples_this_process = 0
     local_updates = 0
     first_loss = None
@@ -578,7 +541,7 @@ def main(argv: list[str] | None = None) -> int:
                 loader = accelerator.skip_first_batches(train_dataloader, skip_batches)
                 loader.set_epoch(epoch)
             for batch in loader:
-                loss, dtype = T.training_step(
+                loss, dtype = training.training_step(
                     accelerator, model, batch, optimizer, lr_scheduler,
                     max_grad_norm=args.max_grad_norm, channels_last=args.channels_last, autocast=autocast,
                 )
@@ -621,7 +584,7 @@ def main(argv: list[str] | None = None) -> int:
                     last_metrics = run_validation(global_step) or last_metrics
                     throughput.reset_clock()
                 if global_step % args.checkpointing_steps == 0 and global_step < max_train_steps:
-                    path = T.save_checkpoint(accelerator, output_dir, global_step, trainer_state(epoch),
+                    path = training.save_checkpoint(accelerator, output_dir, global_step, trainer_state(epoch),
                                              args.checkpoints_total_limit)
                     last_checkpoint_step = global_step
                     log.write({"event": "checkpoint", "step": global_step, "path": str(path)})
@@ -636,7 +599,7 @@ def main(argv: list[str] | None = None) -> int:
 
         # -- the end: last checkpoint, final validation, the model folder
         if last_checkpoint_step != global_step:
-            T.save_checkpoint(accelerator, output_dir, global_step, trainer_state(epoch),
+            training.save_checkpoint(accelerator, output_dir, global_step, trainer_state(epoch),
                               args.checkpoints_total_limit)
             last_checkpoint_step = global_step
             log.write({"event": "checkpoint", "step": global_step})
@@ -647,7 +610,7 @@ def main(argv: list[str] | None = None) -> int:
         message = bad_sample_message(error)
         kept = ""
         if world == 1 and global_step > 0 and last_checkpoint_step != global_step:
-            path = T.save_checkpoint(accelerator, output_dir, global_step, trainer_state(epoch),
+            path = training.save_checkpoint(accelerator, output_dir, global_step, trainer_state(epoch),
                                      args.checkpoints_total_limit)
             log.write({"event": "checkpoint", "step": global_step, "path": str(path)})
             kept = f" Saved {path.name} first."
@@ -666,49 +629,148 @@ def main(argv: list[str] | None = None) -> int:
         unwrapped = accelerator.unwrap_model(model)
         unwrapped = unwrapped.to(memory_format=torch.contiguous_format).float().eval()
         wall = time.time() - started
-        training_record = {
-            "dataset": data_info.get("dataset"),
-            "validation": data_info.get("validation", "none"),
-            "model": f"{unwrapped.variant} ({unwrapped.num_parameters:,} parameters), {origin}",
-            "recipe": (
-                f"resize {args.resolution}, random crop {args.crop_size or 'none'}, "
-                f"{'no flip' if args.random_flip == 'none' else f'random {args.random_flip} flip'}, "
-                f"{'AdamW' if args.adam_weight_decay > 0 else 'Adam'} lr {learning_rate:g} "
-                f"(betas {args.adam_beta1}, {args.adam_beta2}, eps {args.adam_epsilon:g}, "
-                f"weight decay {args.adam_weight_decay:g}), {args.lr_scheduler} schedule"
-                f"{f' with {args.lr_warmup_steps} warmup steps' if args.lr_warmup_steps else ''}, "
-                "BCE-with-logits summed over the fused map and six side outputs"
-                f"{f', gradients clipped to {args.max_grad_norm:g}' if args.max_grad_norm else ''}"
-            ),
-            "steps": global_step,
-            "batch size": f"{total_batch_size} ({args.train_batch_size} per process x {world} processes x "
-                          f"{args.gradient_accumulation_steps} accumulation)",
-            "images seen": global_step * total_batch_size,
-            "precision": f"{accelerator.mixed_precision} mixed precision" if accelerator.mixed_precision != "no"
-            else "fp32",
-            "hardware": hardware_description(accelerator),
-            "training time": T.format_duration(train_seconds),
-            "wall time": T.format_duration(wall) + (" (this session)" if resume_path else ""),
-            "command": T.redacted_command(launcher=launcher_prefix(world)),
-        }
-        if data_info.get("dataset_id"):
-            training_record["dataset_id"] = data_info["dataset_id"]
-        card_metrics = {k: v for k, v in final_metrics.items() if k not in ("num_images", "count")}
-        metrics_dataset = None
-        if card_metrics:
-            metrics_dataset = (f"{data_info.get('validation')} at {args.resolution}x{args.resolution} "
-                               f"(validation during training, step {global_step})")
-        card_kwargs = {"training": training_record, "metrics": card_metrics, "metrics_dataset": metrics_dataset}
+        training_record = describe_training(
+            args, accelerator, unwrapped, origin, data_info, learning_rate=learning_rate, steps=global_step,
+            total_batch_size=total_batch_size, train_seconds=train_seconds, wall_seconds=wall,
+            resumed=resume_path is not None,
+        )
+        card_kwargs = model_card_kwargs(training_record, final_metrics, data_info, args.resolution, global_step)
+        card_metrics = card_kwargs["metrics"]
         save_model(unwrapped, output_dir, card_kwargs)
         summary = {"event": "end", "global_step": global_step, "first_loss": first_loss, "metrics": card_metrics,
                    "train_seconds": train_seconds, "wall_seconds": wall, "forward_dtype": str(forward_dtype)}
         log.write(summary)
-        accelerator.print(f"saved the model to {output_dir} (step {global_step}, {T.format_duration(wall)})")
+        accelerator.print(f"saved the model to {output_dir} (step {global_step}, {training.format_duration(wall)})")
         if args.push_to_hub:
             exit_code = push_to_hub(args, output_dir, unwrapped, card_kwargs)
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return exit_code
+
+
+def build_dataloaders(args, train_dataset, eval_dataset, preprocessing):
+    """The training sampler and data loaders (the validation loader is None without validation data).
+
+    Each sample's crop and flip come from (seed, epoch, index): the same whichever process or worker reads
+    it and whatever was read before, so a resumed run draws exactly what an uninterrupted one would.
+    """
+    import torch
+
+    from u2net_hub import training
+    from u2net_hub.data import SaliencyTransform, TrainingSamples, collate_samples
+
+    pre = preprocessing
+    train_transform = SaliencyTransform(
+        resolution=args.resolution, crop_size=args.crop_size or None, flip=args.random_flip, train=True,
+        mean=pre.mean, std=pre.std, divide_by_max=pre.divide_by_max,
+    )
+    eval_transform = SaliencyTransform(
+        resolution=args.resolution, crop_size=None, train=False, mean=pre.mean, std=pre.std, divide_by_max=pre.divide_by_max,
+    )
+    train_sampler = training.EpochShuffleSampler(len(train_dataset), seed=args.seed, keyed=True)
+    train_dataloader = torch.utils.data.DataLoader(
+        TrainingSamples(train_dataset, train_transform, seed=args.seed, skip_bad=args.skip_bad_samples),
+        batch_size=args.train_batch_size, sampler=train_sampler,
+        collate_fn=collate_samples, num_workers=args.dataloader_num_workers,
+        persistent_workers=args.dataloader_num_workers > 0, pin_memory=torch.cuda.is_available(),
+    )
+    eval_dataloader = None
+    if eval_dataset is not None and len(eval_dataset) > 0:
+        eval_dataloader = torch.utils.data.DataLoader(
+            TrainingSamples(eval_dataset, eval_transform, seed=args.seed, skip_bad=args.skip_bad_samples),
+            batch_size=args.eval_batch_size, shuffle=False,
+            collate_fn=collate_samples, num_workers=args.dataloader_num_workers,
+            persistent_workers=args.dataloader_num_workers > 0,
+        )
+    return train_sampler, train_dataloader, eval_dataloader
+
+
+@dataclass
+class Resumed:
+    """Where a run starts: the checkpoint it resumed from (None: a new run) and the position in the data."""
+
+    path: Path | None = None
+    global_step: int = 0
+    train_seconds: float = 0.0
+    first_epoch: int = 0
+    skip_batches: int = 0
+
+
+def resume_training(accelerator, args, output_dir: Path, updates_per_epoch: int, num_train_images: int) -> Resumed:
+    """Load --resume_from_checkpoint into the prepared objects and say where training continues.
+
+    Settings that move the data position (world size, batch size, accumulation, data size, seed) are
+    compared with the checkpoint's and named when they changed.
+    """
+    from u2net_hub import training
+
+    path = training.resolve_resume_checkpoint(args.resume_from_checkpoint, output_dir)
+    if args.resume_from_checkpoint and path is None:
+        accelerator.print(f"no complete checkpoint in {output_dir} yet: starting a new run")
+    if path is None:
+        return Resumed()
+    state = training.read_trainer_state(path)
+    accelerator.load_state(str(path))
+    global_step = int(state["global_step"])
+    first_epoch, skip_batches = training.resume_position(global_step, updates_per_epoch, args.gradient_accumulation_steps)
+    changed = {
+        key: (state.get(key), now) for key, now in
+        (("world_size", accelerator.num_processes), ("train_batch_size", args.train_batch_size),
+         ("gradient_accumulation_steps", args.gradient_accumulation_steps),
+         ("num_train_images", num_train_images), ("seed", args.seed))
+        if state.get(key) != now
+    }
+    if changed:
+        accelerator.print(f"warning: resuming with different settings {changed}; the data position is approximate")
+    accelerator.print(f"resumed from {path} at step {global_step} (epoch {first_epoch}, "
+                      f"skipping {skip_batches} batches)")
+    return Resumed(path, global_step, float(state.get("train_seconds", 0.0)), first_epoch, skip_batches)
+
+
+def describe_training(args, accelerator, model, origin: str, data_info: dict, *, learning_rate: float, steps: int,
+                      total_batch_size: int, train_seconds: float, wall_seconds: float, resumed: bool) -> dict:
+    """The training record of the model card: data, model, recipe, length, precision, hardware, time, command."""
+    from u2net_hub import training
+
+    world = accelerator.num_processes
+    record = {
+        "dataset": data_info.get("dataset"),
+        "validation": data_info.get("validation", "none"),
+        "model": f"{model.variant} ({model.num_parameters:,} parameters), {origin}",
+        "recipe": (
+            f"resize {args.resolution}, random crop {args.crop_size or 'none'}, "
+            f"{'no flip' if args.random_flip == 'none' else f'random {args.random_flip} flip'}, "
+            f"{'AdamW' if args.adam_weight_decay > 0 else 'Adam'} lr {learning_rate:g} "
+            f"(betas {args.adam_beta1}, {args.adam_beta2}, eps {args.adam_epsilon:g}, "
+            f"weight decay {args.adam_weight_decay:g}), {args.lr_scheduler} schedule"
+            f"{f' with {args.lr_warmup_steps} warmup steps' if args.lr_warmup_steps else ''}, "
+            "BCE-with-logits summed over the fused map and six side outputs"
+            f"{f', gradients clipped to {args.max_grad_norm:g}' if args.max_grad_norm else ''}"
+        ),
+        "steps": steps,
+        "batch size": f"{total_batch_size} ({args.train_batch_size} per process x {world} processes x "
+                      f"{args.gradient_accumulation_steps} accumulation)",
+        "images seen": steps * total_batch_size,
+        "precision": f"{accelerator.mixed_precision} mixed precision" if accelerator.mixed_precision != "no"
+        else "fp32",
+        "hardware": hardware_description(accelerator),
+        "training time": training.format_duration(train_seconds),
+        "wall time": training.format_duration(wall_seconds) + (" (this session)" if resumed else ""),
+        "command": training.redacted_command(launcher=launcher_prefix(world)),
+    }
+    if data_info.get("dataset_id"):
+        record["dataset_id"] = data_info["dataset_id"]
+    return record
+
+
+def model_card_kwargs(training_record: dict, final_metrics: dict, data_info: dict, resolution: int, step: int) -> dict:
+    """What the model card is rendered from: the training record and the last validation metrics."""
+    card_metrics = {k: v for k, v in final_metrics.items() if k not in ("num_images", "count")}
+    metrics_dataset = None
+    if card_metrics:
+        metrics_dataset = (f"{data_info.get('validation')} at {resolution}x{resolution} "
+                           f"(validation during training, step {step})")
+    return {"training": training_record, "metrics": card_metrics, "metrics_dataset": metrics_dataset}
 
 
 def save_model(model, output_dir: Path, card_kwargs: dict) -> None:

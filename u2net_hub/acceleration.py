@@ -251,11 +251,10 @@ def reuse_freed_memory(every_size: bool = False) -> bool:
     """Let glibc keep freed activation buffers for the next forward pass instead of handing them back.
 
     By default glibc returns every block over its mmap threshold to the kernel on
-    free, so each forward pass of U²-Net page-faults ~90 MB of activations back in
-    (about a fifth of a bf16 forward pass on CPU, and erratic in a VM); a training
-    step at batch 8, 288x288 re-faults ~3 GB, a third of the step. With the
-    thresholds raised, blocks up to 32 MB (every bf16 activation of one 320x320
-    image) always come from the heap, and larger ones do when a freed hole fits,
+    free, so each forward pass of U²-Net page-faults its activations back in, and a
+    training step re-faults all of its own (what that costs is measured in the
+    docs' Performance page). With the thresholds raised, blocks up to 32 MB (every
+    bf16 activation of one 320x320 image) always come from the heap, and larger ones do when a freed hole fits,
     which after a few passes they usually do; ``every_size=True`` (training)
     serves every size from the heap. Peak memory barely moves, but the resident
     set no longer shrinks between steps. Process-wide, so the CLI, the Space and train.py call it at

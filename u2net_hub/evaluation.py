@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from datasets import Image as ImageFeature
 from PIL import Image
 from tqdm.auto import tqdm
 
 from .data import DatasetLoadError, index_folder, load_saliency_dataset
+from .data.integrity import undecoded
 from .metrics import MetricInputError, SODMetrics, load_mask, prediction_from_image, to_uint8
 from .processing import load_image
 
@@ -191,14 +191,6 @@ def load_dataset_for_evaluation(name: str, split: str | None, image_column: str 
     return dataset, split, unmatched
 
 
-def _undecoded(dataset, columns: list[str]):
-    """Turn off decoding of Image columns, so one broken file is reported instead of stopping the run."""
-    for column in columns:
-        if isinstance(dataset.features[column], ImageFeature):
-            dataset = dataset.cast_column(column, ImageFeature(decode=False))
-    return dataset
-
-
 def _unwrap_cell(value: Any, what: str) -> Any:
     """The encoded bytes or path of an undecoded Image cell (other cells pass through)."""
     if isinstance(value, dict):
@@ -282,7 +274,7 @@ def score_model(
     """
     if len(dataset) == 0:
         raise EvaluationError("the dataset has no rows")
-    dataset = _undecoded(dataset, ["image", "mask"])
+    dataset = undecoded(dataset, ("image", "mask"))  # one broken file is reported instead of stopping the run
     out_dir = Path(save_predictions) if save_predictions else None
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -55,8 +55,8 @@ class _DenseGradResize(torch.autograd.Function):
 
     In training the gradient reaching a decoder upsample is a channel slice of
     the ``torch.cat`` gradient: not dense, so PyTorch's upsample backward falls
-    back to a transposing NCHW copy and its slow NCHW kernel (about a fifth of a
-    bf16 CPU training step). A dense channels_last copy is cheap. The forward
+    back to a transposing NCHW copy and its slow NCHW kernel (a large share of a
+    bf16 CPU training step; see the docs' Performance page). A dense channels_last copy is cheap. The forward
     and the arithmetic of the backward are PyTorch's own.
     """
 

@@ -133,7 +133,16 @@ def _to_array(x: Any, what: str) -> tuple[np.ndarray, bool]:
 
 
 def to_uint8(x: Any, what: str = "map", *, labels: bool = False) -> np.ndarray:
-    """The 8-bit map of a prediction or mask (the module docstring's rule 1; rule 3's 0/1 labels when ``labels``)."""
+    """The 8-bit map of a prediction or mask (the module docstring's rule 1; rule 3's 0/1 labels when ``labels``).
+
+    Args:
+        x: a PIL image, numpy array or torch tensor (H x W, H x W x 1 or 1 x H x W).
+        what: how errors name the input ("prediction", "ground truth").
+        labels: return the 0/1 labels of a ground truth instead.
+
+    Returns:
+        A uint8 H x W array.
+    """
     arr, integer = _to_array(x, what)
     if arr.dtype == bool:
         return arr.astype(np.uint8) * 255
@@ -161,7 +170,15 @@ def to_uint8(x: Any, what: str = "map", *, labels: bool = False) -> np.ndarray:
 
 
 def resize_to(pred: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Bilinear resize of an 8-bit prediction to ``shape`` (H, W), as PySODEvalToolkit does."""
+    """Bilinear resize of an 8-bit prediction to the ground truth's size, as PySODEvalToolkit does.
+
+    Args:
+        pred: a uint8 H x W prediction.
+        shape: the target (H, W).
+
+    Returns:
+        The uint8 prediction at `shape` (`pred` itself when it already has it).
+    """
     if pred.shape == tuple(shape):
         return pred
     import cv2
@@ -170,7 +187,14 @@ def resize_to(pred: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 
 def normalize_prediction(pred_u8: np.ndarray) -> np.ndarray:
-    """pysodmetrics' view of a prediction: /255, then min-max normalised unless constant."""
+    """pysodmetrics' view of a prediction: /255, then min-max normalised unless constant.
+
+    Args:
+        pred_u8: a uint8 prediction.
+
+    Returns:
+        A float64 map in [0, 1].
+    """
     pred = pred_u8 / 255.0
     lo, hi = pred.min(), pred.max()
     if hi != lo:
@@ -278,7 +302,16 @@ def _pysod():
 
 
 def score_pair(pred: Any, gt: Any, *, boundary_radius: float = BOUNDARY_RADIUS, _metrics=None) -> dict[str, Any]:
-    """Per-image statistics of one pair: the two 256-point curves and the scalar scores."""
+    """Per-image statistics of one pair: the two 256-point curves and the scalar scores.
+
+    Args:
+        pred: the predicted map (resized to the ground truth's size when it differs).
+        gt: the ground-truth mask.
+        boundary_radius: the tolerance of the relaxed boundary F-measure, in pixels.
+
+    Returns:
+        The curves (``F_curve``, ``E_curve``) and scalars (``MAE``, ``Sm``, ``wF``, ...).
+    """
     gt_u8 = to_uint8(gt, "ground truth", labels=True)
     pred_u8 = resize_to(to_uint8(pred, "prediction"), gt_u8.shape)
     fm, em, mae, sm, wfm = _metrics or _pysod()
@@ -333,8 +366,19 @@ class SODMetrics:
     def update(self, pred: Any, gt: Any, key: Hashable | None = None) -> dict[str, float] | None:
         """Score one pair and keep its statistics; returns its per-image scalar scores.
 
-        With ``key`` given, a key already seen is skipped (returns None).
-        Raises :class:`MetricInputError` for input that cannot be scored.
+        With ``key`` given, a key already seen is skipped (returns None), so the
+        samples a distributed sampler repeats count once.
+
+        Args:
+            pred: the predicted map (float in [0, 1] or 8-bit; resized to the ground truth's size).
+            gt: the ground-truth mask.
+            key: an id of the pair, or None.
+
+        Returns:
+            The pair's scalar scores, or None for a key already seen.
+
+        Raises:
+            MetricInputError: input that cannot be scored.
         """
         if key is not None and key in self._seen:
             return None
@@ -343,7 +387,13 @@ class SODMetrics:
         return {name: stats[name] for name in _SCALARS}
 
     def update_batch(self, preds: Iterable[Any], gts: Iterable[Any], keys: Iterable[Hashable] | None = None) -> None:
-        """:meth:`update` over pairs, e.g. a validation batch (tensors of shape [B,1,H,W] or [B,H,W] work)."""
+        """:meth:`update` over pairs, e.g. a validation batch (tensors of shape [B,1,H,W] or [B,H,W] work).
+
+        Args:
+            preds: the predicted maps.
+            gts: the ground-truth masks, in the same order.
+            keys: one key per pair (see :meth:`update`), or None.
+        """
         preds, gts = list(preds), list(gts)
         if len(preds) != len(gts):
             raise MetricInputError(f"{len(preds)} predictions for {len(gts)} ground truths")
@@ -360,7 +410,11 @@ class SODMetrics:
     # -- several processes
 
     def state(self) -> dict[str, Any]:
-        """Everything :meth:`compute` needs, as plain numpy arrays and lists (picklable, gatherable)."""
+        """Everything :meth:`compute` needs, as plain numpy arrays and lists (picklable, gatherable).
+
+        Returns:
+            The state; :meth:`merge` and :meth:`from_states` take it back.
+        """
         n = len(self._records)
         state: dict[str, Any] = {
             "version": _STATE_VERSION,
@@ -376,7 +430,14 @@ class SODMetrics:
         return state
 
     def merge(self, other: "SODMetrics | Mapping[str, Any]") -> "SODMetrics":
-        """Add another accumulator's (or state's) images to this one; keyed duplicates count once."""
+        """Add another accumulator's (or state's) images to this one; keyed duplicates count once.
+
+        Args:
+            other: an accumulator or what its :meth:`state` returned.
+
+        Returns:
+            This accumulator.
+        """
         state = other.state() if isinstance(other, SODMetrics) else other
         if state.get("version") != _STATE_VERSION:
             raise ValueError(f"unsupported SODMetrics state version {state.get('version')!r}")
@@ -394,7 +455,14 @@ class SODMetrics:
 
     @classmethod
     def from_states(cls, states: Iterable[Mapping[str, Any]]) -> "SODMetrics":
-        """One accumulator from the states of several (e.g. per-rank ones)."""
+        """One accumulator from the states of several (e.g. per-rank ones).
+
+        Args:
+            states: what each accumulator's :meth:`state` returned.
+
+        Returns:
+            A new accumulator holding every image once.
+        """
         states = list(states)
         merged = cls(boundary_radius=states[0]["boundary_radius"] if states else BOUNDARY_RADIUS)
         for state in states:
@@ -404,7 +472,11 @@ class SODMetrics:
     # -- results
 
     def curves(self) -> dict[str, np.ndarray]:
-        """The dataset's mean F- and E-curves (256 points, pysodmetrics' order: threshold 255 first)."""
+        """The dataset's mean F- and E-curves (256 points, pysodmetrics' order: threshold 255 first).
+
+        Returns:
+            ``{"F_curve": ..., "E_curve": ...}``.
+        """
         if not self._records:
             raise ValueError("SODMetrics is empty: call update() with at least one pair first")
         out = {}
@@ -414,7 +486,11 @@ class SODMetrics:
         return out
 
     def compute(self) -> dict[str, float]:
-        """The flat result: ``maxF, meanF, adpF, MAE, wF, Sm, maxE, meanE, adpE, relaxF_boundary`` and ``count``."""
+        """The dataset's scores.
+
+        Returns:
+            ``maxF, meanF, adpF, MAE, wF, Sm, maxE, meanE, adpE, relaxF_boundary`` and ``count``.
+        """
         curves = self.curves()
         scalars = {name: _mean(np.array([r[name] for r in self._records])) for name in _SCALARS}
         result = {
@@ -434,7 +510,15 @@ class SODMetrics:
 
 
 def format_table(results: Mapping[str, Any], digits: int = 4) -> str:
-    """A plain-text table of a :meth:`SODMetrics.compute` result (extra numeric keys are listed after)."""
+    """A plain-text table of a :meth:`SODMetrics.compute` result (extra numeric keys are listed after).
+
+    Args:
+        results: what :meth:`SODMetrics.compute` returned.
+        digits: decimals shown.
+
+    Returns:
+        The table, one metric a line.
+    """
     rows = []
     for name in METRIC_KEYS:
         if name in results:

@@ -212,7 +212,8 @@ def check_saliency_dataset(
 
     Args:
         dataset: a `datasets.Dataset` with Image (or path string) columns.
-        image_column, mask_column: the columns to check.
+        image_column: the column of the images to check.
+        mask_column: the column of the masks to check.
         full: also decode (JPEG at 1/8 scale, PNG CRCs); False checks headers and sizes only.
         num_threads: worker threads; 1 checks in this thread.
         progress: show a tqdm bar.
