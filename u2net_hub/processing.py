@@ -693,7 +693,7 @@ def cutout(
             sets how wide the band is.
         post_process_mask: first apply rembg's morphological clean-up
             (:func:`u2net_hub.matting.post_process_mask`: opening, blur, cut at 127), which makes the mask hard.
-        progress: show a progress bar while matting (None: only for large photos).
+        progress: a tqdm bar over the matting tiles (None: on for long images).
 
     Returns:
         An RGBA image at the photo's size (opaque when a background fills it).
