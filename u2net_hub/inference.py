@@ -221,7 +221,13 @@ def iter_predictions(
     so saving files there overlaps with the network.
 
     Args:
-        model, normalize, batch_size, fast, compile, sides, resample: as in :func:`predict`.
+        model: as in :func:`predict`.
+        normalize: as in :func:`predict`.
+        batch_size: as in :func:`predict`.
+        fast: as in :func:`predict`.
+        compile: as in :func:`predict`.
+        sides: as in :func:`predict`.
+        resample: as in :func:`predict`.
         images: paths, bytes, PIL images or arrays; any iterable, consumed lazily.
         draft: decode JPEGs reduced (1/2..1/8 scale, straight to the network's
             size); ~2x less decoding for masks, which then differ from a full
