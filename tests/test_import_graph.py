@@ -24,6 +24,7 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1] / PACKAGE
 #: A new building block that the core needs (inference, modeling) goes into a lower tier here.
 TIERS = {
     "u2net_hub.configs": 0,
+    "u2net_hub.atomic": 0,  # files that appear whole or not at all; imports nothing of ours
     "u2net_hub.layers": 1,
     "u2net_hub.hub": 1,
     "u2net_hub.processing": 1,

@@ -41,6 +41,7 @@ from typing import Any, Iterator
 import torch
 from tqdm.auto import tqdm
 
+from .atomic import atomic_file, atomic_write
 from .convert import PushError
 from .data.loading import DatasetLoadError, load_dataset_as_stored
 from .hub import DEMO_MODEL, __version__
@@ -195,31 +196,6 @@ def _model_fingerprint(model) -> str:
     return digest.hexdigest()
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write to a hidden temporary name, fsync, rename: readers see the old file or the whole new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
     found = []
     for key in sorted(set(old) | set(new)):
@@ -253,7 +229,7 @@ def _check_output_folder(output_dir: Path, manifest: dict, is_main: bool) -> Non
             "choose a new or empty folder"
         )
     if is_main:
-        _atomic_write(path, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
+        atomic_write(path, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
 
 
 # ------------------------------------------------------------------------- writing
@@ -275,14 +251,8 @@ def _write_shard(path: Path, rows: dict[str, list], features, record: dict) -> N
     metadata = dict(table.schema.metadata or {})
     metadata[b"u2net"] = json.dumps(record, sort_keys=True).encode()
     table = table.replace_schema_metadata(metadata)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as handle:
+    with atomic_file(path) as handle:
         pq.write_table(table, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
     for stale in path.parent.glob(f".{path.name}.tmp-*"):  # what killed earlier attempts left behind
         stale.unlink(missing_ok=True)
 
@@ -469,7 +439,7 @@ def predict_dataset(
     state.wait_for_everyone()
     _check_output_folder(output_dir, manifest, is_main=False)  # every rank refuses the same way
     if state.is_main_process and not (output_dir / "README.md").exists():
-        _atomic_write(output_dir / "README.md", _card(manifest, output_dir, 0, num_shards, None, None).encode())
+        atomic_write(output_dir / "README.md", _card(manifest, output_dir, 0, num_shards, None, None).encode())
 
     network.to(device or state.device)
     rank_log = output_dir / LOGS_DIR / f"rank-{rank}-of-{world}.json"
@@ -580,7 +550,7 @@ def predict_dataset(
         skipped_mine = skipped_streamed
 
     seconds = time.perf_counter() - started
-    _atomic_write(rank_log, json.dumps({
+    atomic_write(rank_log, json.dumps({
         "rank": rank, "world_size": world, "device": str(next(network.parameters()).device),
         "shards_written": written, "shards_skipped": skipped_mine, "rows_predicted": predicted,
         "errors": errors_now, "seconds": round(seconds, 3),
@@ -609,7 +579,7 @@ def predict_dataset(
     total_errors = 0
     if state.is_main_process:
         total_errors = sum(read_shard_record(shard_path(output_dir, i))["errors"] for i in range(num_shards or 0))
-        _atomic_write(output_dir / "README.md",
+        atomic_write(output_dir / "README.md",
                       _card(manifest, output_dir, num_shards or 0, num_shards or 0, num_rows, total_errors).encode())
     result = DatasetPredictionResult(
         output_dir=output_dir, num_rows=num_rows or 0, num_errors=total_errors, num_shards=num_shards or 0,

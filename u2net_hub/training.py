@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from .acceleration import cpu_supports_bf16, to_channels_last
+from .atomic import atomic_file, fsync_dir
 from .losses import deep_supervision_loss
 
 CHECKPOINT_PREFIX = "checkpoint-"
@@ -217,19 +218,6 @@ def _write_json_durably(path: Path, data: dict[str, Any]) -> None:
         os.fsync(handle.fileno())
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def save_checkpoint(
     accelerator,
     output_dir: str | os.PathLike,
@@ -256,7 +244,7 @@ def save_checkpoint(
     if accelerator.is_main_process:
         state = dict(trainer_state, global_step=int(global_step), complete=True, saved_at=time.time())
         _write_json_durably(temporary / TRAINER_STATE_NAME, state)
-        _fsync_dir(temporary)
+        fsync_dir(temporary)
         if final.exists():  # the same step saved again (e.g. a resumed run that had nothing left to do)
             old = output_dir / f".{CHECKPOINT_PREFIX}{global_step}.old"
             if old.exists():
@@ -266,7 +254,7 @@ def save_checkpoint(
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(temporary, final)
-        _fsync_dir(output_dir)
+        fsync_dir(output_dir)
         if total_limit is not None and total_limit > 0:
             for stale in list_checkpoints(output_dir)[:-total_limit]:
                 shutil.rmtree(stale, ignore_errors=True)
@@ -406,12 +394,8 @@ def supersede_log_after(path: str | os.PathLike, step: int) -> int:
         with open(path.with_name(SUPERSEDED_LOG_NAME), "a", encoding="utf-8") as handle:
             for record in moved:
                 handle.write(json.dumps(dict(record, superseded_by_resume_from=step), sort_keys=True) + "\n")
-    temporary = path.with_name(path.name + ".tmp")
-    with open(temporary, "w", encoding="utf-8") as handle:
+    with atomic_file(path, "w") as handle:
         handle.writelines(json.dumps(r, sort_keys=True) + "\n" for r in keep)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
     return len(moved)
 
 
