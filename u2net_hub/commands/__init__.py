@@ -6,6 +6,42 @@ import argparse
 import sys
 
 
+def positive_int(text: str) -> int:
+    """An ``argparse`` type: an integer >= 1, refused as a one-line usage error otherwise.
+
+    Args:
+        text: the command-line value.
+
+    Returns:
+        The integer.
+    """
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """An ``argparse`` type: an integer >= 0 (a count where 0 means none).
+
+    Args:
+        text: the command-line value.
+
+    Returns:
+        The integer.
+    """
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
 class _DeprecatedExact(argparse.Action):
     """``--exact``, the old spelling of ``--no-fast``: still works, says so once."""
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from ..convert import PushError
 from ..datasets_io import DatasetPredictionError, predict_dataset
 from ..video import VideoError, is_video_file, output_name, predict_video
+from . import positive_int
 
 
 DEMO_NAME = "u2net-tiny-synthetic (bundled demo)"
@@ -29,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--split", default="train", help="the split of D to predict (default train)")
     group.add_argument("--dataset-config", default=None, help="the configuration of D, for Hub datasets that have several")
     group.add_argument("--image-column", default="image", help="the column holding the images (default image)")
-    group.add_argument("--shard-size", type=int, default=1000,
+    group.add_argument("--shard-size", type=positive_int, default=1000,
                        help="rows per output file, the unit of work and of resuming (default 1000)")
     group.add_argument("--keep-image", action="store_true", help="also keep the input image column in the output")
     group.add_argument("--push-to-hub", metavar="REPO", default=None,

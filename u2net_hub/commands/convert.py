@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from ..convert import ConversionError, PushError, convert_checkpoint, push_converted
+from . import positive_int
 
 
 def register(subparsers) -> None:
@@ -22,7 +23,7 @@ def register(subparsers) -> None:
     parser.add_argument("output_dir", metavar="OUT_DIR", help="the folder to write (must be new or empty)")
     parser.add_argument("--variant", default="auto", choices=["auto", "full", "tiny", "u2net", "u2netp"],
                         help="expected variant (default: detected from the shapes)")
-    parser.add_argument("--input-size", type=int, default=None,
+    parser.add_argument("--input-size", type=positive_int, default=None,
                         help="input size recorded in config.json (default 320; 512 when the file name says portrait)")
     parser.add_argument("--overwrite", action="store_true", help="replace the model files in a non-empty OUT_DIR")
     parser.add_argument("--push-to-hub", metavar="REPO", default=None, help="also upload the folder to this Hub repo")
@@ -31,9 +32,6 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.input_size is not None and args.input_size < 1:
-        print(f"u2net convert: --input-size must be positive, got {args.input_size}", file=sys.stderr)
-        return 2
     try:
         result = convert_checkpoint(
             args.source, args.output_dir, variant=args.variant, input_size=args.input_size, overwrite=args.overwrite

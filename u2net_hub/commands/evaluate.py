@@ -31,7 +31,7 @@ from ..hub import DEMO_MODEL, ModelLoadError, __version__
 from ..metrics import BETA2, BOUNDARY_RADIUS, SODMetrics, format_table
 from ..modeling import U2Net
 from ..processing import set_max_pixels
-from . import add_fast_path_arguments
+from . import add_fast_path_arguments, positive_int
 
 #: Shown in full up to this many; the JSON output always lists all of them.
 MAX_LISTED = 10
@@ -39,16 +39,6 @@ MAX_LISTED = 10
 
 class UsageError(Exception):
     """A problem with the command line or its inputs: printed as one line, exit status 2."""
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
 
 
 def register(subparsers) -> None:
@@ -70,11 +60,11 @@ def register(subparsers) -> None:
                        "split of a local folder)")
     model.add_argument("--image-column", default="image", help="column of the input images (default: image)")
     model.add_argument("--mask-column", default="mask", help="column of the ground-truth masks (default: mask)")
-    model.add_argument("--limit", type=_positive_int, default=None, help="score only the first N rows")
-    model.add_argument("--batch-size", type=_positive_int, default=8, help="images per forward pass (default 8)")
+    model.add_argument("--limit", type=positive_int, default=None, help="score only the first N rows")
+    model.add_argument("--batch-size", type=positive_int, default=8, help="images per forward pass (default 8)")
     add_fast_path_arguments(model)
     model.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda when available)")
-    model.add_argument("--max-pixels", type=_positive_int, default=None, metavar="N",
+    model.add_argument("--max-pixels", type=positive_int, default=None, metavar="N",
                        help="refuse images of more than N pixels (default: about 179 million, Pillow's guard "
                             "against decompression bombs)")
     model.add_argument("--save-predictions", metavar="DIR", default=None,

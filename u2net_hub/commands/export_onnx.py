@@ -8,6 +8,7 @@ from pathlib import Path
 from ..configs import ConfigError
 from ..export import DEFAULT_OPSET, ExportError, export_onnx, rembg_size_warning
 from ..hub import DEMO_MODEL, CheckpointMismatchError
+from . import positive_int
 
 
 def register(subparsers) -> None:
@@ -30,7 +31,7 @@ def register(subparsers) -> None:
     parser.add_argument("output", nargs="?", default=None, help="the .onnx file to write (default: model.onnx)")
     parser.add_argument("--opset", type=int, default=None, help="ONNX opset (default 18; >= 18 for the dynamo exporter)")
     parser.add_argument(
-        "--size", type=int, default=None,
+        "--size", type=positive_int, default=None,
         help="input size recorded in the metadata and used for tracing (default: the model's own input size, "
         "from its config.json); the file accepts any size",
     )

@@ -27,7 +27,7 @@ from ..pipeline import png_options
 from ..processing import IMAGE_EXTENSIONS, ImageLoadError, parse_background, set_max_pixels, to_mask
 from ..video import VIDEO_EXTENSIONS
 from . import _predict_scale as _scale
-from . import add_fast_path_arguments
+from . import add_fast_path_arguments, positive_int
 
 FORMATS = ("mask", "rgba", "sides")
 #: Written into every output folder: marks it as ours, so a later run over a parent folder skips it.
@@ -79,12 +79,12 @@ def register(subparsers) -> None:
                              "cut at 127; gives a hard mask with a smooth outline")
     parser.add_argument("--only-mask", action="store_true",
                         help="rembg's spelling of --format mask (write the mask, not the cutout)")
-    parser.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default 8)")
+    parser.add_argument("--batch-size", type=positive_int, default=8, help="images per forward pass (default 8)")
     add_fast_path_arguments(parser)
     parser.add_argument("--compile", action="store_true",
                         help="also run the fast path through torch.compile (slow start, faster on long GPU batch jobs)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda when available)")
-    parser.add_argument("--max-pixels", type=int, default=None, metavar="N",
+    parser.add_argument("--max-pixels", type=positive_int, default=None, metavar="N",
                         help="refuse images of more than N pixels (default: about 179 million, Pillow's guard "
                              "against decompression bombs); raise it for trusted, larger files")
     parser.add_argument("--compress-level", type=int, default=None, choices=range(10), metavar="0-9",

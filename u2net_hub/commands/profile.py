@@ -20,30 +20,11 @@ import torch
 from ..configs import BLOCK_NAMES
 from ..modeling import U2Net
 from ..profile import BLOCK_FIGURE, format_block_table, format_profile, plot_blocks, profile_blocks, profile_model
+from . import non_negative_int, positive_int
 
 
 class UsageError(Exception):
     """A problem with the command line: printed as one line, exit status 2."""
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return value
 
 
 def register(subparsers) -> None:
@@ -67,10 +48,10 @@ def register(subparsers) -> None:
     which.add_argument("--blocks", action="store_true",
                        help="the paper's block figure: every block alone, 320x320x3 -> 320x320x64 (mid 32, height 7)")
     how = parser.add_argument_group("how")
-    how.add_argument("--size", type=_positive_int, default=None,
+    how.add_argument("--size", type=positive_int, default=None,
                      help="input height and width (default: 320, or the model's input size)")
     how.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default: cpu)")
-    how.add_argument("--repeats", type=_count, default=5,
+    how.add_argument("--repeats", type=non_negative_int, default=5,
                      help="timed forward passes, median reported (default 5; 0: no timing)")
     out = parser.add_argument_group("output")
     out.add_argument("--json", default=None, metavar="PATH", help="also write the numbers to this JSON file")
