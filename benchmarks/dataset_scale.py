@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import shutil
 import statistics
@@ -32,18 +31,11 @@ import sys
 import tempfile
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import cpu_name, gpu_name  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 SUMMARY = re.compile(r"(\d+) rows in ([\d.]+) s = ([\d.]+) images/s; world size: (\d+)")
-
-
-def cpu_name() -> str:
-    try:
-        for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
-            if line.startswith("Model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def make_images(folder: Path, count: int, size: tuple[int, int]) -> None:
@@ -129,7 +121,7 @@ def main() -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
-    where = cpu_name() if args.device == "cpu" else f"{args.device} ({_gpu_name()})"
+    where = cpu_name() if args.device == "cpu" else f"{args.device} ({gpu_name()})"
     print(f"\n{args.images} images {width}x{height}, model {args.model}, batch {args.batch_size}, "
           f"shard {args.shard_size}, {args.rounds} rounds alternating; {where}, {cores} CPU cores")
     print(f"| processes x threads | images/s (median) | best | vs {configs[0]} |")
@@ -143,15 +135,6 @@ def main() -> None:
         print(f"| {c} | {median:.1f} | {max(rates):.1f} | {median / base:.2f}x |")
     if args.json:
         Path(args.json).write_text(json.dumps({"device": where, "args": vars(args), "results": summary}, indent=2))
-
-
-def _gpu_name() -> str:
-    try:
-        import torch
-
-        return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no CUDA device"
-    except Exception:  # noqa: BLE001
-        return "unknown"
 
 
 if __name__ == "__main__":

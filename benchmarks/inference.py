@@ -50,6 +50,9 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import cpu_name, gpu_name  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 FLOPS_320 = {"full": 117.2e9, "tiny": 39.5e9}  # per image at 320x320, multiply-add = 2 FLOPs
 PATHS = ("ours", "baseline", "onnxruntime", "compiled")
@@ -194,18 +197,8 @@ def _machine() -> str:
 
     from u2net_hub.acceleration import cpu_supports_bf16
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    gpu = ""
-    if torch.cuda.is_available():
-        gpu = f", GPU {torch.cuda.get_device_name(0)}"
-    return (f"{cpu}, {os.cpu_count()} cores, bf16 {'yes' if cpu_supports_bf16() else 'no'}{gpu}; "
+    gpu = f", GPU {gpu_name()}" if torch.cuda.is_available() else ""
+    return (f"{cpu_name()}, {os.cpu_count()} cores, bf16 {'yes' if cpu_supports_bf16() else 'no'}{gpu}; "
             f"torch {torch.__version__}, onnxruntime {onnxruntime.__version__}, Python {platform.python_version()}")
 
 
