@@ -358,8 +358,6 @@ def run(args: argparse.Namespace) -> int:
     if blocking is not None:
         return usage(f"--output-dir {output_dir}: {blocking} is a file, not a folder")
     if args.max_pixels is not None:
-        if args.max_pixels < 1:
-            return usage(f"--max-pixels must be at least 1, got {args.max_pixels}")
         set_max_pixels(args.max_pixels)
     skipped: set[Path] = set()
     jobs, problems = collect_inputs(args.inputs, output_dir, args.format, skipped)
