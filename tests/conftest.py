@@ -57,3 +57,24 @@ def tiny_folder(tmp_path_factory, make_tiny_model) -> Path:
     folder = tmp_path_factory.mktemp("tiny-model") / "tiny64"
     make_tiny_model(input_size=64).save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny32_folder(tmp_path_factory, make_tiny_model) -> Path:
+    """The same model at a 32 px network input, saved: real, and quick enough for runs over many images; read-only."""
+    folder = tmp_path_factory.mktemp("tiny-model") / "tiny32"
+    make_tiny_model(input_size=32).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread, like subprocesses run with OMP_NUM_THREADS=1: two threads on two cores shared with
+    other work spin-wait at every barrier and run several times slower. Ask for it with
+    ``pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -15,13 +15,12 @@ import datasets
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
-from safetensors.torch import load_file
 
 from u2net_hub import U2Net, predict
 from u2net_hub.cli import main
 from u2net_hub.datasets_io import MANIFEST_NAME, predict_dataset, read_shard_record, shard_path
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ACCELERATE = Path(sys.executable).with_name("accelerate")
@@ -69,28 +68,6 @@ def _ok(result) -> str:
     return result.stdout + result.stderr
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """In-process runs use one thread, like the subprocesses (OMP_NUM_THREADS=1): two threads on two cores
-    shared with other work spin-wait at every barrier and run several times slower."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory, reference_dir) -> Path:
-    """The tiny variant with the reference weights at a 32 px network input: real, and fast on 2 shared cores."""
-    model = U2Net(variant="tiny", input_size=32)
-    model.load_state_dict(load_file(reference_dir / "tiny_random_weights.safetensors"))
-    folder = tmp_path_factory.mktemp("model")
-    model.save_pretrained(folder)
-    return folder
-
-
 def _scene(i: int) -> Image.Image:
     rng = np.random.default_rng(i)
     width, height = 40 + 4 * (i % 5), 30 + 6 * (i % 3)  # sizes differ: masks must come back at each one's size
@@ -123,14 +100,14 @@ def _arrays(dataset) -> list[np.ndarray | None]:
 
 
 @pytest.fixture(scope="module")
-def one_process(tmp_path_factory, imagefolder, model_dir) -> tuple[Path, str]:
+def one_process(tmp_path_factory, imagefolder, tiny32_folder) -> tuple[Path, str]:
     out = tmp_path_factory.mktemp("one") / "masks"
-    output = _ok(_u2net(["--dataset", str(imagefolder), "--output-dataset", str(out), "--model", str(model_dir),
+    output = _ok(_u2net(["--dataset", str(imagefolder), "--output-dataset", str(out), "--model", str(tiny32_folder),
                          "--shard-size", "3", "--batch-size", "2"]))
     return out, output
 
 
-def test_one_process_keeps_every_column_and_records_the_unreadable_row(one_process, imagefolder, model_dir):
+def test_one_process_keeps_every_column_and_records_the_unreadable_row(one_process, imagefolder, tiny32_folder):
     out, output = one_process
     assert "20 rows in 7 shards (1 with an error)" in output and "world size: 1" in output
     assert "images/s" in output
@@ -145,7 +122,7 @@ def test_one_process_keeps_every_column_and_records_the_unreadable_row(one_proce
         else:
             assert error is None and mask.mode == "L" and mask.size == _scene(i).size
     # Row 0's mask is the one predict() gives for its image in its batch (rows 0 and 1 of shard 0).
-    model = U2Net.from_pretrained(str(model_dir))
+    model = U2Net.from_pretrained(str(tiny32_folder))
     images = [Image.open(imagefolder / f"{i:03d}.jpg") for i in (0, 1)]
     expected = [np.asarray(p.mask, dtype=np.int16) for p in predict(model, images, batch_size=2, sides=False)]
     assert np.abs(np.asarray(rows[0]["mask"], dtype=np.int16) - expected[0]).max() <= 1
@@ -155,10 +132,10 @@ def test_one_process_keeps_every_column_and_records_the_unreadable_row(one_proce
     assert [read_shard_record(shard_path(out, i))["rows"] for i in range(7)] == [3, 3, 3, 3, 3, 3, 2]
 
 
-def test_two_processes_split_the_shards_and_give_the_same_masks(one_process, imagefolder, model_dir, tmp_path):
+def test_two_processes_split_the_shards_and_give_the_same_masks(one_process, imagefolder, tiny32_folder, tmp_path):
     out1, _ = one_process
     out2 = tmp_path / "masks"
-    output = _ok(_u2net(["--dataset", str(imagefolder), "--output-dataset", str(out2), "--model", str(model_dir),
+    output = _ok(_u2net(["--dataset", str(imagefolder), "--output-dataset", str(out2), "--model", str(tiny32_folder),
                          "--shard-size", "3", "--batch-size", "2"], processes=2))
     assert "world size: 2" in output
     logs = [json.loads((out2 / ".u2net" / "logs" / f"rank-{r}-of-2.json").read_text()) for r in (0, 1)]
@@ -175,10 +152,10 @@ def test_two_processes_split_the_shards_and_give_the_same_masks(one_process, ima
             assert a.shape == b.shape and np.abs(a - b).max() <= 1
 
 
-def test_a_rerun_skips_finished_shards_and_other_settings_are_refused(one_process, imagefolder, model_dir, capsys):
+def test_a_rerun_skips_finished_shards_and_other_settings_are_refused(one_process, imagefolder, tiny32_folder, capsys):
     out, _ = one_process
     before = {p.name: p.stat().st_mtime_ns for p in (out / "data").iterdir()}
-    common = ["--dataset", str(imagefolder), "--output-dataset", str(out), "--model", str(model_dir),
+    common = ["--dataset", str(imagefolder), "--output-dataset", str(out), "--model", str(tiny32_folder),
               "--shard-size", "3"]
     code, again, _ = _here(common + ["--batch-size", "2"], capsys)
     assert code == 0 and "0 shards written, 7 already done" in again
@@ -189,18 +166,18 @@ def test_a_rerun_skips_finished_shards_and_other_settings_are_refused(one_proces
     assert json.loads((out / MANIFEST_NAME).read_text())["settings"]["batch_size"] == 2
 
 
-def test_push_to_hub_offline_keeps_the_dataset_and_says_how_to_retry(one_process, imagefolder, model_dir, capsys):
+def test_push_to_hub_offline_keeps_the_dataset_and_says_how_to_retry(one_process, imagefolder, tiny32_folder, capsys):
     out, _ = one_process
-    code, _, err = _here(["--dataset", str(imagefolder), "--output-dataset", str(out), "--model", str(model_dir),
+    code, _, err = _here(["--dataset", str(imagefolder), "--output-dataset", str(out), "--model", str(tiny32_folder),
                           "--shard-size", "3", "--batch-size", "2", "--push-to-hub", "me/shop-masks"], capsys)
     assert code == 1
     assert "offline mode" in err and f"hf upload me/shop-masks {out} --repo-type dataset" in err
     assert len(_masks(out)) == ROWS
 
 
-def test_sigkill_at_any_moment_then_rerun_gives_every_row_exactly_once(imagefolder, model_dir, tmp_path, capsys):
+def test_sigkill_at_any_moment_then_rerun_gives_every_row_exactly_once(imagefolder, tiny32_folder, tmp_path, capsys):
     out = tmp_path / "masks"
-    args = ["--dataset", str(imagefolder), "--output-dataset", str(out), "--model", str(model_dir),
+    args = ["--dataset", str(imagefolder), "--output-dataset", str(out), "--model", str(tiny32_folder),
             "--shard-size", "1", "--batch-size", "1"]
     process = subprocess.Popen([sys.executable, "-m", "u2net_hub", "predict", *args], cwd=REPO_ROOT, env=_env(),
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True, text=True)
@@ -252,10 +229,10 @@ def _hub_style_parquet(root: Path) -> Path:
     return root
 
 
-def test_a_hub_style_dataset_keeps_its_columns_and_a_stream_gives_the_same_masks(tmp_path, model_dir, capsys):
+def test_a_hub_style_dataset_keeps_its_columns_and_a_stream_gives_the_same_masks(tmp_path, tiny32_folder, capsys):
     source = _hub_style_parquet(tmp_path / "clone")
     out = tmp_path / "from-folder"
-    code, _, err = _here(["--dataset", str(source), "--output-dataset", str(out), "--model", str(model_dir),
+    code, _, err = _here(["--dataset", str(source), "--output-dataset", str(out), "--model", str(tiny32_folder),
                           "--shard-size", "4", "--batch-size", "3", "--keep-image"], capsys)
     assert code == 0, err
     rows = _masks(out)
@@ -269,7 +246,7 @@ def test_a_hub_style_dataset_keeps_its_columns_and_a_stream_gives_the_same_masks
     stream = datasets.load_dataset("parquet", data_files=str(source / "data" / "*.parquet"), split="train",
                                    streaming=True)
     assert isinstance(stream, datasets.IterableDataset)
-    result = predict_dataset(str(model_dir), stream, tmp_path / "from-stream", shard_size=4, batch_size=3,
+    result = predict_dataset(str(tiny32_folder), stream, tmp_path / "from-stream", shard_size=4, batch_size=3,
                              keep_image=True, progress=False)
     assert (result.num_rows, result.num_shards, result.world_size) == (7, 2, 1)
     streamed = _masks(tmp_path / "from-stream")
@@ -278,27 +255,27 @@ def test_a_hub_style_dataset_keeps_its_columns_and_a_stream_gives_the_same_masks
         assert np.abs(a - b).max() <= 1
 
 
-def test_usage_errors_are_one_line(imagefolder, tmp_path, model_dir, capsys):
+def test_usage_errors_are_one_line(imagefolder, tmp_path, tiny32_folder, capsys):
     code, _, err = _here(["--dataset", str(imagefolder), "--output-dataset", str(tmp_path / "o"), "--model",
-                          str(model_dir), "--image-column", "picture"], capsys)
+                          str(tiny32_folder), "--image-column", "picture"], capsys)
     assert code == 2 and "no column 'picture'" in err and len(err.strip().splitlines()) == 1
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "notes.txt").write_text("mine")
     code, _, err = _here(["--dataset", str(imagefolder), "--output-dataset", str(tmp_path / "busy"), "--model",
-                          str(model_dir)], capsys)
+                          str(tiny32_folder)], capsys)
     assert code == 2 and "not written by this command" in err
-    code, _, err = _here(["--dataset", str(imagefolder), "--model", str(model_dir)], capsys)
+    code, _, err = _here(["--dataset", str(imagefolder), "--model", str(tiny32_folder)], capsys)
     assert code == 2 and "--dataset and --output-dataset go together" in err
     code, _, err = _here(["--dataset", "nobody/nothing", "--output-dataset", str(tmp_path / "o2")], capsys)
     assert code == 2 and "cannot load Hub dataset 'nobody/nothing'" in err and len(err.strip().splitlines()) == 1
     assert (tmp_path / "busy" / "notes.txt").read_text() == "mine"
 
 
-def test_two_outputs_of_the_same_name_load_their_own_rows(tmp_path, model_dir):
+def test_two_outputs_of_the_same_name_load_their_own_rows(tmp_path, tiny32_folder):
     """`datasets` caches a local folder by its name and config: each OUT must still load its own files."""
     source = _hub_style_parquet(tmp_path / "clone")
-    predict_dataset(str(model_dir), str(source), tmp_path / "a" / "masks", shard_size=4, progress=False)
-    predict_dataset(str(model_dir), str(source), tmp_path / "b" / "masks", shard_size=4, threshold=0.5,
+    predict_dataset(str(tiny32_folder), str(source), tmp_path / "a" / "masks", shard_size=4, progress=False)
+    predict_dataset(str(tiny32_folder), str(source), tmp_path / "b" / "masks", shard_size=4, threshold=0.5,
                     progress=False)
     soft = _arrays(_masks(tmp_path / "a" / "masks"))
     hard = _arrays(_masks(tmp_path / "b" / "masks"))

@@ -9,37 +9,16 @@ import av
 import numpy as np
 import pytest
 from PIL import Image
-from safetensors.torch import load_file
 
 from u2net_hub import U2Net, predict
 from u2net_hub.cli import main
 from u2net_hub.video import is_video_file
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 
 FPS, SECONDS, WIDTH, HEIGHT = 10, 3, 64, 48
 FRAMES = FPS * SECONDS
 SAMPLE_RATE = 44100
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One thread, as on the dataset tests: two threads on two shared cores spin-wait and crawl."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory, reference_dir) -> Path:
-    model = U2Net(variant="tiny", input_size=32)
-    model.load_state_dict(load_file(reference_dir / "tiny_random_weights.safetensors"))
-    folder = tmp_path_factory.mktemp("model")
-    model.save_pretrained(folder)
-    return folder
 
 
 def _scene(i: int, frames: int, width: int, height: int) -> np.ndarray:
@@ -95,9 +74,9 @@ def _decode(path: Path, format: str) -> tuple[list[np.ndarray], av.video.stream.
     return frames, info, audio
 
 
-def _expected_masks(clip: Path, model_dir: Path, batch_size: int, normalize: bool = False) -> list[np.ndarray]:
+def _expected_masks(clip: Path, tiny32_folder: Path, batch_size: int, normalize: bool = False) -> list[np.ndarray]:
     """The masks predict() gives for the decoded frames, in the same batches."""
-    model = U2Net.from_pretrained(str(model_dir))
+    model = U2Net.from_pretrained(str(tiny32_folder))
     with av.open(str(clip)) as container:
         images = [frame.to_image() for frame in container.decode(video=0)]
     masks = []
@@ -108,25 +87,25 @@ def _expected_masks(clip: Path, model_dir: Path, batch_size: int, normalize: boo
     return masks
 
 
-def test_mask_video_has_the_frames_size_rate_and_audio_of_the_input(clip, model_dir, tmp_path):
-    assert main(["predict", str(clip), "-o", str(tmp_path), "--model", str(model_dir), "--batch-size", "4"]) == 0
+def test_mask_video_has_the_frames_size_rate_and_audio_of_the_input(clip, tiny32_folder, tmp_path):
+    assert main(["predict", str(clip), "-o", str(tmp_path), "--model", str(tiny32_folder), "--batch-size", "4"]) == 0
     frames, info, audio = _decode(tmp_path / "clip.mp4", "gray")
     assert len(frames) == FRAMES and info["size"] == (WIDTH, HEIGHT) and info["rate"] == FPS
     assert info["codec"] == "h264"
     assert audio and audio[0][0] == "aac" and audio[0][1] == pytest.approx(SECONDS, abs=0.1)
-    expected = _expected_masks(clip, model_dir, 4)
+    expected = _expected_masks(clip, tiny32_folder, 4)
     for got, want in zip(frames, expected):  # H.264 at crf 12 is near-lossless on a grey mask
         assert np.abs(got.astype(np.int16) - want).mean() < 2.0
 
 
-def test_rgba_video_keeps_a_real_alpha_channel(clip, model_dir, tmp_path):
-    assert main(["predict", str(clip), "-o", str(tmp_path), "--model", str(model_dir), "--format", "rgba",
+def test_rgba_video_keeps_a_real_alpha_channel(clip, tiny32_folder, tmp_path):
+    assert main(["predict", str(clip), "-o", str(tmp_path), "--model", str(tiny32_folder), "--format", "rgba",
                  "--batch-size", "8", "--normalize"]) == 0  # min-max: the random model's alpha spans 0..255
     frames, info, audio = _decode(tmp_path / "clip.mov", "rgba")
     assert info["codec"] == "prores" and info["pix_fmt"].startswith("yuva444")
     assert len(frames) == FRAMES and info["size"] == (WIDTH, HEIGHT) and info["rate"] == FPS
     assert audio and audio[0][0] == "aac" and audio[0][1] == pytest.approx(SECONDS, abs=0.1)
-    expected = _expected_masks(clip, model_dir, 8, normalize=True)
+    expected = _expected_masks(clip, tiny32_folder, 8, normalize=True)
     with av.open(str(clip)) as container:
         originals = [frame.to_ndarray(format="rgb24").astype(np.int16) for frame in container.decode(video=0)]
     for got, want, original in zip(frames, expected, originals):
@@ -143,32 +122,32 @@ def test_rgba_video_keeps_a_real_alpha_channel(clip, model_dir, tmp_path):
     ("clip.gif", "gif", "rgb8"),
     ("odd.mov", "prores_ks", "yuv422p10le"),
 ])
-def test_other_containers_give_one_output_per_input_with_the_same_frames(name, codec, pix_fmt, model_dir, tmp_path):
+def test_other_containers_give_one_output_per_input_with_the_same_frames(name, codec, pix_fmt, tiny32_folder, tmp_path):
     width, height = (33, 25) if name.startswith("odd") else (32, 24)
     source = _write_video(tmp_path / name, codec, 6, width, height, pix_fmt=pix_fmt)
     assert is_video_file(source)
-    assert main(["predict", str(source), "-o", str(tmp_path / "out"), "--model", str(model_dir)]) == 0
+    assert main(["predict", str(source), "-o", str(tmp_path / "out"), "--model", str(tiny32_folder)]) == 0
     frames, info, _ = _decode(tmp_path / "out" / (Path(name).stem + ".mp4"), "gray")
     assert len(frames) == 6 and info["size"] == (width, height)
 
 
-def test_audio_the_output_container_cannot_hold_is_re_encoded(model_dir, tmp_path):
+def test_audio_the_output_container_cannot_hold_is_re_encoded(tiny32_folder, tmp_path):
     source = _write_video(tmp_path / "talk.webm", "libvpx-vp9", 20, 32, 24, audio="libopus", sample_rate=48000)
-    assert main(["predict", str(source), "-o", str(tmp_path / "out"), "--model", str(model_dir),
+    assert main(["predict", str(source), "-o", str(tmp_path / "out"), "--model", str(tiny32_folder),
                  "--format", "rgba"]) == 0
     frames, info, audio = _decode(tmp_path / "out" / "talk.mov", "rgba")  # Opus does not go into .mov: AAC
     assert len(frames) == 20 and info["rate"] == FPS
     assert audio and audio[0][0] == "aac" and audio[0][1] == pytest.approx(2.0, abs=0.1)
 
 
-def test_a_broken_video_is_reported_and_the_others_are_written(clip, model_dir, tmp_path, capsys):
+def test_a_broken_video_is_reported_and_the_others_are_written(clip, tiny32_folder, tmp_path, capsys):
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 4)
     still = tmp_path / "still.gif"
     Image.fromarray(_scene(0, 1, 32, 24)).save(still)  # one frame: an image, not a video
     assert not is_video_file(still)
     code = main(["predict", str(broken), str(clip), str(still), "-o", str(tmp_path / "out"), "--model",
-                 str(model_dir)])
+                 str(tiny32_folder)])
     err = capsys.readouterr().err
     assert code == 1
     assert "skipped" in err and "broken.mp4" in err and "Traceback" not in err
@@ -177,7 +156,7 @@ def test_a_broken_video_is_reported_and_the_others_are_written(clip, model_dir, 
     assert not list((tmp_path / "out").glob(".*.part.*"))  # no half-written temporary file left behind
 
 
-def test_frames_go_through_the_model_in_batches_as_they_are_decoded(clip, model_dir, tmp_path, monkeypatch):
+def test_frames_go_through_the_model_in_batches_as_they_are_decoded(clip, tiny32_folder, tmp_path, monkeypatch):
     """Streamed: predict() sees at most --batch-size frames at a time, so memory does not grow with the video."""
     from u2net_hub import video
 
@@ -189,7 +168,7 @@ def test_frames_go_through_the_model_in_batches_as_they_are_decoded(clip, model_
         return real(model, images, **kwargs)
 
     monkeypatch.setattr(video, "predict", counting)
-    model = U2Net.from_pretrained(str(model_dir))
+    model = U2Net.from_pretrained(str(tiny32_folder))
     result = video.predict_video(model, clip, tmp_path / "m.mp4", batch_size=4, progress=False)
     assert result.frames == FRAMES and result.rate == Fraction(FPS) and result.audio == "copied (aac)"
     assert calls == [4] * 7 + [2]
