@@ -1,7 +1,7 @@
 """U²-Net background removal: a Gradio Space over ``u2net_hub``.
 
 A UI file: the model work is ``u2net_hub``'s (``U2Net.load``, ``model.predict``,
-``processing.load_image(max_pixels=)``, ``parse_background``, ``cutout``), and the
+``processing.load_image(shrink_to_pixels=)``, ``parse_background``, ``cutout``), and the
 settings and model cache are in ``model_cache.py`` next to it. This file lays out
 the page, renders the side outputs as heat maps and turns every failure into a
 message the user can act on.
@@ -109,16 +109,16 @@ def _user_error(message: str) -> gr.Error:
     return gr.Error(message, print_exception=False)
 
 
-def read_photo(image: Any, max_pixels: int) -> tuple[Image.Image, tuple[int, int]]:
-    """An upload (path, PIL or numpy) -> (RGB photo of at most ``max_pixels``, original (w, h)).
+def read_photo(image: Any, shrink_to_pixels: int) -> tuple[Image.Image, tuple[int, int]]:
+    """An upload (path, PIL or numpy) -> (RGB photo of at most ``shrink_to_pixels``, original (w, h)).
 
-    Large JPEGs are decoded at a reduced scale (``load_image(..., max_pixels=)``), so even a huge
+    Large JPEGs are decoded at a reduced scale (``load_image(..., shrink_to_pixels=)``), so even a huge
     photo never costs its full-size decode.
     """
     if image is None:
         raise _user_error("Upload an image first (or pick one of the examples).")
     try:
-        photo = load_image(image, max_pixels=max_pixels)
+        photo = load_image(image, shrink_to_pixels=shrink_to_pixels)
     except ImageLoadError as error:
         raise _user_error(f"Cannot read the image: {_strip_path(str(error))}") from None
     return photo, photo.info.get("original_size", photo.size)
@@ -242,7 +242,7 @@ class BackgroundRemover:
         except ValueError as error:
             message = str(error)
             raise _user_error(message[0].upper() + message[1:] + ".") from None
-        photo, original = read_photo(image, self.settings.max_pixels)
+        photo, original = read_photo(image, self.settings.shrink_to_pixels)
         try:
             loaded = self.models.get(model_name)
         except ModelLoadError as error:
@@ -318,7 +318,7 @@ class BackgroundRemover:
         width, height = original
         size = f"{width} × {height} px"
         if tuple(processed) != tuple(original):
-            size += f" (processed at {processed[0]} × {processed[1]}, the limit is {self.settings.max_pixels / 1e6:.0f} MP)"
+            size += f" (processed at {processed[0]} × {processed[1]}, the limit is {self.settings.shrink_to_pixels / 1e6:.0f} MP)"
         mask_kind = "soft (threshold 0)" if not threshold else f"hard at threshold {threshold:.2f}"
         return (
             f"**Model** `{_short(loaded.name)}`: {loaded.description}  \n"

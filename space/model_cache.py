@@ -50,8 +50,9 @@ class Settings:
     #: The model selected at start-up: a local folder or a Hub id (``U2NET_MODEL``).
     default_model: str = DEMO_MODEL
     full_model: str = FULL_MODEL
-    #: Photos above this many pixels are downscaled before anything else (``U2NET_SPACE_MAX_PIXELS``).
-    max_pixels: int = 16_000_000
+    #: Photos above this many pixels are scaled down before anything else (``U2NET_SPACE_SHRINK_TO_PIXELS``;
+    #: ``U2NET_SPACE_MAX_PIXELS``, its old name, is still read).
+    shrink_to_pixels: int = 16_000_000
     #: Requests run at the same time (``U2NET_SPACE_CONCURRENCY``); the rest wait in the queue.
     concurrency: int = 2
     #: Requests that may wait; more are refused with "queue full" (``U2NET_SPACE_QUEUE_SIZE``).
@@ -68,7 +69,8 @@ class Settings:
         settings = cls(
             default_model=os.environ.get("U2NET_MODEL", "").strip() or DEMO_MODEL,
             full_model=os.environ.get("U2NET_FULL_MODEL", "").strip() or FULL_MODEL,
-            max_pixels=_env_int("U2NET_SPACE_MAX_PIXELS", cls.max_pixels),
+            shrink_to_pixels=_env_int("U2NET_SPACE_SHRINK_TO_PIXELS",
+                                      _env_int("U2NET_SPACE_MAX_PIXELS", cls.shrink_to_pixels)),
             concurrency=_env_int("U2NET_SPACE_CONCURRENCY", cls.concurrency),
             queue_size=_env_int("U2NET_SPACE_QUEUE_SIZE", cls.queue_size),
             max_file_size=os.environ.get("U2NET_SPACE_MAX_FILE_SIZE", "").strip() or cls.max_file_size,

@@ -330,3 +330,19 @@ def test_threshold_on_an_8bit_mask_agrees_with_the_probability():
         from_mask = np.asarray(cutout(image, to_mask(probability), threshold=threshold))[..., 3]
         from_float = np.asarray(cutout(image, probability, threshold=threshold))[..., 3]
         assert np.abs(from_mask.astype(int) - from_float).astype(bool).sum() <= 2  # only at the quantisation step
+
+
+def test_shrink_to_pixels_scales_down_and_max_pixels_is_its_deprecated_spelling(tmp_path):
+    """`max_pixels` is the refusal limit everywhere (--max-pixels, set_max_pixels); load_image's scaling limit is
+    `shrink_to_pixels`, and the old keyword still works, with a warning."""
+    path = tmp_path / "big.jpg"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (300, 400, 3), dtype=np.uint8)).save(path)
+    shrunk = load_image(path, shrink_to_pixels=10_000)
+    assert shrunk.size[0] * shrunk.size[1] <= 10_000 and shrunk.info["original_size"] == (400, 300)
+    with pytest.warns(DeprecationWarning, match="shrink_to_pixels"):
+        old = load_image(path, max_pixels=10_000)
+    assert old.size == shrunk.size
+    with pytest.raises(TypeError, match="both"):
+        load_image(path, shrink_to_pixels=10_000, max_pixels=10_000)
+    with pytest.raises(ValueError, match="shrink_to_pixels must be a positive integer"):
+        load_image(path, shrink_to_pixels=0)

@@ -181,8 +181,8 @@ def test_transparent_preview_shows_a_checkerboard(remover, tiny_folder, photo_pa
 
 
 def test_large_photos_are_downscaled_before_processing(space, remover, tiny_folder, tmp_path):
-    """Above max_pixels the photo is reduced first (JPEG: decoded at a reduced scale), and the summary says so."""
-    settings = space.Settings(default_model=tiny_folder, max_pixels=20_000)
+    """Above shrink_to_pixels the photo is reduced first (JPEG: decoded at a reduced scale), and the summary says so."""
+    settings = space.Settings(default_model=tiny_folder, shrink_to_pixels=20_000)
     small_limit = space.BackgroundRemover(settings, models=remover.models)
     path = tmp_path / "big.jpg"
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)).save(path)
@@ -198,7 +198,7 @@ def test_exif_rotated_photo_reports_its_upright_size(space, tmp_path):
     exif = Image.Exif()
     exif[0x0112] = 6  # rotate 90° when shown
     Image.new("RGB", (400, 200), (10, 200, 10)).save(path, exif=exif)
-    photo, original = space.read_photo(str(path), max_pixels=10_000)
+    photo, original = space.read_photo(str(path), shrink_to_pixels=10_000)
     assert original == (200, 400)
     assert photo.size[1] > photo.size[0] and photo.size[0] * photo.size[1] <= 10_000
 
@@ -327,16 +327,19 @@ def test_local_folders_can_be_disabled_except_presets(space, tiny_folder, tmp_pa
 def test_settings_come_from_the_environment(space, monkeypatch, tiny_folder):
     monkeypatch.setenv("U2NET_MODEL", tiny_folder)
     monkeypatch.setenv("U2NET_SPACE_CONCURRENCY", "3")
-    monkeypatch.setenv("U2NET_SPACE_MAX_PIXELS", "1234")
+    monkeypatch.setenv("U2NET_SPACE_SHRINK_TO_PIXELS", "1234")
+    monkeypatch.setenv("U2NET_SPACE_MAX_PIXELS", "999")  # the old name, read only when the new one is not set
     monkeypatch.setenv("SPACE_ID", "someone/u2net")
     monkeypatch.delenv("U2NET_SPACE_ALLOW_LOCAL", raising=False)
     settings = space.Settings.from_env()
-    assert (settings.default_model, settings.concurrency, settings.max_pixels) == (tiny_folder, 3, 1234)
+    assert (settings.default_model, settings.concurrency, settings.shrink_to_pixels) == (tiny_folder, 3, 1234)
     assert settings.allow_local_models is False  # a public Space does not read arbitrary server folders
     values = [value for _, value in settings.model_choices()]
     assert values[0] == tiny_folder and space.DEMO_MODEL in values and settings.full_model in values
     monkeypatch.delenv("U2NET_MODEL")
     assert space.Settings.from_env().default_model == space.DEMO_MODEL
+    monkeypatch.delenv("U2NET_SPACE_SHRINK_TO_PIXELS")
+    assert space.Settings.from_env().shrink_to_pixels == 999
 
 
 # ----------------------------------------------------------------- rendering

@@ -131,17 +131,17 @@ def check_pixels(size: tuple[int, int], name: str) -> None:
         )
 
 
-def _draft_size(size: tuple[int, int], max_pixels: int) -> tuple[int, int]:
+def _draft_size(size: tuple[int, int], pixels: int) -> tuple[int, int]:
     width, height = size
-    scale = math.sqrt(max_pixels / (width * height))
+    scale = math.sqrt(pixels / (width * height))
     return max(1, int(width * scale)), max(1, int(height * scale))
 
 
-def _open_encoded(src: Any, name: str, max_pixels: int | None = None) -> tuple[Image.Image, tuple[int, int]]:
+def _open_encoded(src: Any, name: str, shrink_to_pixels: int | None = None) -> tuple[Image.Image, tuple[int, int]]:
     """Open a file path, bytes or a binary file object, fully decoded; every failure becomes ImageLoadError.
 
     Returns the image and its upright size as stored (before any reduced-scale decode). A JPEG
-    larger than `max_pixels` is decoded at a reduced scale (PIL's draft mode), so even a huge
+    larger than `shrink_to_pixels` is decoded at a reduced scale (PIL's draft mode), so even a huge
     photo never costs its full-size decode.
     """
     if isinstance(src, (str, os.PathLike)):
@@ -165,10 +165,10 @@ def _open_encoded(src: Any, name: str, max_pixels: int | None = None) -> tuple[I
             check_pixels(image.size, name)
             width, height = image.size
             upright = (width, height)
-            if max_pixels is not None and width * height > max_pixels and image.format == "JPEG":
+            if shrink_to_pixels is not None and width * height > shrink_to_pixels and image.format == "JPEG":
                 if image.getexif().get(0x0112, 1) in _TRANSPOSING_ORIENTATIONS:
                     upright = (height, width)
-                image.draft("RGB", _draft_size((width, height), max_pixels))
+                image.draft("RGB", _draft_size((width, height), shrink_to_pixels))
             elif image.getexif().get(0x0112, 1) in _TRANSPOSING_ORIENTATIONS:
                 upright = (height, width)
             image.load()
@@ -280,18 +280,21 @@ def _apply_exif_orientation(image: Image.Image, name: str) -> Image.Image:
         return image
 
 
-def load_image(src: Any, max_pixels: int | None = None) -> Image.Image:
+def load_image(src: Any, shrink_to_pixels: int | None = None, *, max_pixels: int | None = None) -> Image.Image:
     """Any supported input -> an RGB PIL image, upright according to its EXIF orientation.
 
-    With `max_pixels`, a larger image is scaled down (aspect kept) so a server's memory
+    With `shrink_to_pixels`, a larger image is scaled down (aspect kept) so a server's memory
     per request stays bounded; a JPEG is then decoded at a reduced scale to begin with.
     The upright size before scaling is in ``image.info["original_size"]`` of a scaled image.
+    (Images over the decompression-bomb limit of :func:`set_max_pixels` are still refused first.)
 
     Args:
         src: a path (str or Path), encoded bytes, a binary file object, a PIL image of
             any mode, or a numpy array (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) of uint8,
             uint16, bool or float.
-        max_pixels: the most pixels the returned image may have; None: no limit.
+        shrink_to_pixels: the most pixels the returned image may have; None: no limit.
+        max_pixels: the old spelling of `shrink_to_pixels` (deprecated: ``max_pixels`` is the refusal limit
+            everywhere else, ``--max-pixels`` and :func:`set_max_pixels`).
 
     Returns:
         An RGB image (the input itself when it already is an upright RGB PIL image within the limit).
@@ -299,8 +302,16 @@ def load_image(src: Any, max_pixels: int | None = None) -> Image.Image:
     Raises:
         ImageLoadError: the input cannot be read, naming it and the reason.
     """
-    if max_pixels is not None and (not isinstance(max_pixels, int) or isinstance(max_pixels, bool) or max_pixels < 1):
-        raise ValueError(f"max_pixels must be a positive integer or None, got {max_pixels!r}")
+    if max_pixels is not None:
+        if shrink_to_pixels is not None:
+            raise TypeError("load_image() got both shrink_to_pixels and its deprecated spelling max_pixels")
+        warnings.warn("load_image(max_pixels=) is deprecated; use load_image(shrink_to_pixels=)",
+                      DeprecationWarning, stacklevel=2)
+        shrink_to_pixels = max_pixels
+    if shrink_to_pixels is not None and (
+        not isinstance(shrink_to_pixels, int) or isinstance(shrink_to_pixels, bool) or shrink_to_pixels < 1
+    ):
+        raise ValueError(f"shrink_to_pixels must be a positive integer or None, got {shrink_to_pixels!r}")
     name = _describe(src)
     upright = None
     if isinstance(src, torch.Tensor):
@@ -311,23 +322,23 @@ def load_image(src: Any, max_pixels: int | None = None) -> Image.Image:
     if isinstance(src, Image.Image):
         image = src
     elif isinstance(src, np.ndarray):
-        return _bounded(_from_array(src, name), max_pixels, None)
+        return _bounded(_from_array(src, name), shrink_to_pixels, None)
     elif isinstance(src, (str, os.PathLike, bytes, bytearray, memoryview)) or hasattr(src, "read"):
-        image, upright = _open_encoded(src, name, max_pixels)
+        image, upright = _open_encoded(src, name, shrink_to_pixels)
     else:
         raise ImageLoadError(
             f"unsupported input of type {type(src).__name__}; expected a path, bytes, a PIL image or a numpy array"
         )
     image = _apply_exif_orientation(image, name)
-    return _bounded(_pil_to_rgb(image, name), max_pixels, upright)
+    return _bounded(_pil_to_rgb(image, name), shrink_to_pixels, upright)
 
 
-def _bounded(image: Image.Image, max_pixels: int | None, original: tuple[int, int] | None) -> Image.Image:
-    """`image` scaled down to at most `max_pixels` (LANCZOS), recording the size it had before."""
+def _bounded(image: Image.Image, shrink_to_pixels: int | None, original: tuple[int, int] | None) -> Image.Image:
+    """`image` scaled down to at most `shrink_to_pixels` (LANCZOS), recording the size it had before."""
     original = original or image.size
     width, height = image.size
-    if max_pixels is not None and width * height > max_pixels:
-        image = image.resize(_draft_size(image.size, max_pixels), Image.Resampling.LANCZOS, reducing_gap=3.0)
+    if shrink_to_pixels is not None and width * height > shrink_to_pixels:
+        image = image.resize(_draft_size(image.size, shrink_to_pixels), Image.Resampling.LANCZOS, reducing_gap=3.0)
     if image.size != original:
         image.info["original_size"] = original
     return image
