@@ -43,7 +43,12 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from u2net_hub import U2Net  # noqa: E402
-from u2net_hub import training as T  # noqa: E402
+from u2net_hub.training import (  # noqa: E402
+    build_lr_scheduler,
+    build_optimizer,
+    default_mixed_precision,
+    training_step,
+)
 from u2net_hub.acceleration import reuse_freed_memory  # noqa: E402
 from u2net_hub.data import SaliencyTransform, collate_fn, make_synthetic_dataset  # noqa: E402
 
@@ -89,9 +94,9 @@ def run_ours(model, batches, steps, warmup, device, mixed_precision):
 
     accelerator = Accelerator(mixed_precision=mixed_precision, cpu=device.type == "cpu")
     model = model.to(memory_format=torch.channels_last).train()
-    optimizer = T.build_optimizer(model.parameters(), lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
+    optimizer = build_optimizer(model.parameters(), lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
                                   device=accelerator.device)
-    scheduler = T.build_lr_scheduler(optimizer, "constant", warmup_steps=0, total_steps=1)
+    scheduler = build_lr_scheduler(optimizer, "constant", warmup_steps=0, total_steps=1)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     losses, times = [], []
     dtype = None
@@ -99,7 +104,7 @@ def run_ours(model, batches, steps, warmup, device, mixed_precision):
         batch = {k: v.to(accelerator.device, non_blocking=True) for k, v in batches[i % len(batches)].items()}
         _sync(accelerator.device)
         start = time.perf_counter()
-        loss, dtype = T.training_step(accelerator, model, batch, optimizer, scheduler, channels_last=True)
+        loss, dtype = training_step(accelerator, model, batch, optimizer, scheduler, channels_last=True)
         value = loss.item()  # forces completion, like logging the loss does in train.py
         _sync(accelerator.device)
         if i >= warmup:
@@ -186,7 +191,7 @@ def main() -> int:
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: no CUDA device here")
-    mixed_precision = T.default_mixed_precision(use_cpu=device.type == "cpu") if args.mixed_precision == "auto" \
+    mixed_precision = default_mixed_precision(use_cpu=device.type == "cpu") if args.mixed_precision == "auto" \
         else args.mixed_precision
     steps, warmup = max(1, args.steps), max(0, args.warmup)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"

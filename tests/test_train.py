@@ -16,7 +16,25 @@ import torch
 from PIL import Image
 
 from u2net_hub import U2Net
-from u2net_hub import training as T
+from u2net_hub.acceleration import cpu_supports_bf16
+from u2net_hub.training import (
+    EpochShuffleSampler,
+    TRAINER_STATE_NAME,
+    TRAIN_LOG_NAME,
+    build_lr_scheduler,
+    check_trackers,
+    checkpoint_step,
+    default_mixed_precision,
+    is_complete_checkpoint,
+    latest_checkpoint,
+    list_checkpoints,
+    read_jsonl,
+    read_trainer_state,
+    redacted_command,
+    remove_stale_temporaries,
+    resolve_resume_checkpoint,
+    resume_position,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = REPO_ROOT / "train" / "train.py"
@@ -63,7 +81,7 @@ def _check(result) -> str:
 
 
 def _events(output_dir: Path, kind: str) -> list[dict]:
-    return [r for r in T.read_jsonl(output_dir / T.TRAIN_LOG_NAME) if r.get("event") == kind]
+    return [r for r in read_jsonl(output_dir / TRAIN_LOG_NAME) if r.get("event") == kind]
 
 
 # ------------------------------------------------------------------ helpers
@@ -74,7 +92,7 @@ def test_lr_schedules():
 
     def lrs(name, warmup, total, steps):
         opt = torch.optim.SGD([param], lr=1.0)
-        sched = T.build_lr_scheduler(opt, name, warmup_steps=warmup, total_steps=total)
+        sched = build_lr_scheduler(opt, name, warmup_steps=warmup, total_steps=total)
         out = []
         for _ in range(steps):
             out.append(sched.get_last_lr()[0])
@@ -90,7 +108,7 @@ def test_lr_schedules():
     cosine = lrs("cosine", 0, 10, 11)
     assert cosine[5] == pytest.approx(0.5) and cosine[10] == pytest.approx(0.0, abs=1e-12)
     with pytest.raises(ValueError, match="unknown lr scheduler"):
-        T.build_lr_scheduler(torch.optim.SGD([param], lr=1.0), "polynomial", warmup_steps=0, total_steps=1)
+        build_lr_scheduler(torch.optim.SGD([param], lr=1.0), "polynomial", warmup_steps=0, total_steps=1)
 
 
 def _fake_checkpoint(output_dir: Path, step: int, complete: bool = True) -> Path:
@@ -98,63 +116,63 @@ def _fake_checkpoint(output_dir: Path, step: int, complete: bool = True) -> Path
     path.mkdir(parents=True)
     (path / "model.safetensors").write_bytes(b"x")
     if complete:
-        (path / T.TRAINER_STATE_NAME).write_text(json.dumps({"global_step": step, "complete": True}))
+        (path / TRAINER_STATE_NAME).write_text(json.dumps({"global_step": step, "complete": True}))
     return path
 
 
 def test_latest_only_considers_complete_checkpoints(tmp_path):
-    assert T.latest_checkpoint(tmp_path / "missing") is None
+    assert latest_checkpoint(tmp_path / "missing") is None
     _fake_checkpoint(tmp_path, 2)
     _fake_checkpoint(tmp_path, 10)
     _fake_checkpoint(tmp_path, 30, complete=False)            # killed while writing (no marker)
     truncated = _fake_checkpoint(tmp_path, 40, complete=False)
-    (truncated / T.TRAINER_STATE_NAME).write_text('{"global_step": 40, "comp')  # marker cut short
+    (truncated / TRAINER_STATE_NAME).write_text('{"global_step": 40, "comp')  # marker cut short
     (tmp_path / ".checkpoint-50.tmp").mkdir()                # our own temporary
     (tmp_path / "checkpoint-final").mkdir()                  # not checkpoint-<int>
-    assert [p.name for p in T.list_checkpoints(tmp_path)] == ["checkpoint-2", "checkpoint-10"]
-    assert T.resolve_resume_checkpoint("latest", tmp_path).name == "checkpoint-10"
-    assert T.resolve_resume_checkpoint("checkpoint-2", tmp_path).name == "checkpoint-2"
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["checkpoint-2", "checkpoint-10"]
+    assert resolve_resume_checkpoint("latest", tmp_path).name == "checkpoint-10"
+    assert resolve_resume_checkpoint("checkpoint-2", tmp_path).name == "checkpoint-2"
     with pytest.raises(ValueError, match="not a complete checkpoint"):
-        T.resolve_resume_checkpoint(str(tmp_path / "checkpoint-30"), tmp_path)
+        resolve_resume_checkpoint(str(tmp_path / "checkpoint-30"), tmp_path)
     with pytest.raises(FileNotFoundError):
-        T.resolve_resume_checkpoint(str(tmp_path / "nope"), tmp_path)
-    assert T.resolve_resume_checkpoint(None, tmp_path) is None
-    assert [p.name for p in T.remove_stale_temporaries(tmp_path)] == [".checkpoint-50.tmp"]
+        resolve_resume_checkpoint(str(tmp_path / "nope"), tmp_path)
+    assert resolve_resume_checkpoint(None, tmp_path) is None
+    assert [p.name for p in remove_stale_temporaries(tmp_path)] == [".checkpoint-50.tmp"]
     assert not (tmp_path / ".checkpoint-50.tmp").exists()
 
 
 def test_epoch_order_is_reproducible_and_resume_skips_what_was_seen():
     from torch.utils.data import BatchSampler
 
-    sampler = T.EpochShuffleSampler(23, seed=7)
+    sampler = EpochShuffleSampler(23, seed=7)
     sampler.set_epoch(3)
     full = list(BatchSampler(sampler, batch_size=4, drop_last=False))
-    again = T.EpochShuffleSampler(23, seed=7)
+    again = EpochShuffleSampler(23, seed=7)
     again.set_epoch(3)
     assert list(BatchSampler(again, batch_size=4, drop_last=False)) == full
     again.set_epoch(4)
     assert list(again) != list(sampler) and sorted(again) == list(range(23))
     # 6 batches per epoch, accumulation 2 -> 3 updates per epoch; step 10 = epoch 3, 2 batches in.
-    epoch, skip = T.resume_position(10, updates_per_epoch=3, gradient_accumulation_steps=2)
+    epoch, skip = resume_position(10, updates_per_epoch=3, gradient_accumulation_steps=2)
     assert (epoch, skip) == (3, 2)
     assert full[skip:] == list(BatchSampler(sampler, batch_size=4, drop_last=False))[2:]
 
 
 def test_redacted_command_hides_the_token():
-    command = T.redacted_command(["train/train.py", "--hub_token", "hf_secret", "--hub_token=hf_other", "--seed", "1"],
+    command = redacted_command(["train/train.py", "--hub_token", "hf_secret", "--hub_token=hf_other", "--seed", "1"],
                                  launcher="accelerate launch")
     assert "hf_secret" not in command and "hf_other" not in command
     assert command.startswith("accelerate launch train/train.py") and "--seed 1" in command
 
 
 def test_tensorboard_tracker_is_checked():
-    assert T.check_trackers("none") == []
-    assert T.check_trackers("tensorboard") == ["tensorboard"]
+    assert check_trackers("none") == []
+    assert check_trackers("tensorboard") == ["tensorboard"]
 
 
 def test_mixed_precision_default_follows_the_hardware():
-    cpu_default = T.default_mixed_precision(use_cpu=True)
-    assert cpu_default == ("bf16" if T.cpu_supports_bf16() else "no")
+    cpu_default = default_mixed_precision(use_cpu=True)
+    assert cpu_default == ("bf16" if cpu_supports_bf16() else "no")
 
 
 # --------------------------------------------------------------- end to end
@@ -185,11 +203,11 @@ def test_one_process_training_lowers_the_loss_and_saves_a_loadable_model(tmp_pat
     assert validation["step"] == 32 and validation["num_images"] == 6
     assert 0.0 <= validation["maxF"] <= 1.0 and 0.0 <= validation["MAE"] <= 1.0
     end = _events(out, "end")[-1]
-    if T.default_mixed_precision(use_cpu=True) == "bf16":
+    if default_mixed_precision(use_cpu=True) == "bf16":
         assert end["forward_dtype"] == "torch.bfloat16"  # autocast really ran in bf16 on this CPU
 
     # The final checkpoint exists and is complete; the model folder loads strictly.
-    assert [p.name for p in T.list_checkpoints(out)] == ["checkpoint-32"]
+    assert [p.name for p in list_checkpoints(out)] == ["checkpoint-32"]
     model = U2Net.from_pretrained(str(out))
     assert model.variant == "tiny" and model.preprocessing.input_size == 64
     with torch.no_grad():
@@ -216,8 +234,8 @@ def test_two_cpu_processes_shard_the_data_and_gather_metrics(tmp_path):
     assert validation["num_images"] == 5
     assert sorted(p.name for p in (out / "checkpoint-3").glob("random_states_*")) == [
         "random_states_0.pkl", "random_states_1.pkl"]
-    assert [p.name for p in T.list_checkpoints(out)] == ["checkpoint-2", "checkpoint-3"]
-    assert T.read_trainer_state(out / "checkpoint-3")["world_size"] == 2
+    assert [p.name for p in list_checkpoints(out)] == ["checkpoint-2", "checkpoint-3"]
+    assert read_trainer_state(out / "checkpoint-3")["world_size"] == 2
     U2Net.from_pretrained(str(out))
 
 
@@ -232,8 +250,8 @@ def test_sigkill_then_resume_latest_continues_at_the_same_step(tmp_path):
     try:
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline and process.poll() is None:
-            latest = T.latest_checkpoint(out)
-            if latest is not None and T.checkpoint_step(latest) >= 6:
+            latest = latest_checkpoint(out)
+            if latest is not None and checkpoint_step(latest) >= 6:
                 break
             time.sleep(0.05)
         assert process.poll() is None, f"training ended early: {process.stderr.read()[-3000:]}"
@@ -244,7 +262,7 @@ def test_sigkill_then_resume_latest_continues_at_the_same_step(tmp_path):
             os.killpg(process.pid, signal.SIGKILL)
         process.stderr.close()
     assert not (out / "config.json").exists()  # it really died before the end
-    killed_at = T.checkpoint_step(T.latest_checkpoint(out))
+    killed_at = checkpoint_step(latest_checkpoint(out))
     assert killed_at >= 6 and killed_at % 3 == 0
 
     # What a kill during a save leaves behind, and a foreign half-written folder: both must be ignored.
@@ -260,16 +278,16 @@ def test_sigkill_then_resume_latest_continues_at_the_same_step(tmp_path):
            f"(epoch {killed_at // 8}, skipping {position} batches)" in output
     starts = _events(out, "start")
     assert starts[-1]["global_step"] == killed_at and starts[-1]["resumed_from"].endswith(f"checkpoint-{killed_at}")
-    records = T.read_jsonl(out / T.TRAIN_LOG_NAME)
+    records = read_jsonl(out / TRAIN_LOG_NAME)
     last_start = max(i for i, r in enumerate(records) if r.get("event") == "start")
     resumed_steps = [r["step"] for r in records[last_start:] if r.get("event") == "train"]
     assert resumed_steps == list(range(killed_at + 1, total + 1))
     assert "rank 0/1: 4 optimizer steps on 8 samples this run" in output
     assert not (out / f".checkpoint-{killed_at + 3}.tmp").exists()
-    assert (out / "checkpoint-999").is_dir() and not T.is_complete_checkpoint(out / "checkpoint-999")
-    complete = [T.checkpoint_step(p) for p in T.list_checkpoints(out)]
+    assert (out / "checkpoint-999").is_dir() and not is_complete_checkpoint(out / "checkpoint-999")
+    complete = [checkpoint_step(p) for p in list_checkpoints(out)]
     assert complete[-1] == total and killed_at in complete
-    assert T.read_trainer_state(out / f"checkpoint-{total}")["images_seen"] == total * 2
+    assert read_trainer_state(out / f"checkpoint-{total}")["images_seen"] == total * 2
     assert "**steps**: " + str(total) in (out / "README.md").read_text()
     U2Net.from_pretrained(str(out))
 
@@ -280,7 +298,7 @@ def test_sigkill_then_resume_latest_continues_at_the_same_step(tmp_path):
     scenes = make_synthetic_dataset(16, size=64, seed=0).with_transform(
         SaliencyTransform(resolution=64, crop_size=None, train=False))
     foreground = [float(scenes[i]["labels"].sum()) for i in range(16)]
-    sampler = T.EpochShuffleSampler(16, seed=3)
+    sampler = EpochShuffleSampler(16, seed=3)
     for record in _events(out, "train"):
         step = record["step"] - 1
         sampler.set_epoch(step // 8)
