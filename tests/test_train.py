@@ -232,8 +232,9 @@ def test_two_cpu_processes_shard_the_data_and_gather_metrics(tmp_path):
     # 5 validation images over 2 ranks x batches of 2: Accelerate pads the last batch; no image counted twice.
     (validation,) = _events(out, "validation")
     assert validation["num_images"] == 5
-    assert sorted(p.name for p in (out / "checkpoint-3").glob("random_states_*")) == [
-        "random_states_0.pkl", "random_states_1.pkl"]
+    # Each rank's RNG states, as JSON: no pickle in a checkpoint for resuming to read.
+    assert sorted(p.name for p in (out / "checkpoint-3").glob("rng_state_*")) == ["rng_state_0.json", "rng_state_1.json"]
+    assert not list((out / "checkpoint-3").glob("*.pkl"))
     assert [p.name for p in list_checkpoints(out)] == ["checkpoint-2", "checkpoint-3"]
     assert read_trainer_state(out / "checkpoint-3")["world_size"] == 2
     U2Net.from_pretrained(str(out))

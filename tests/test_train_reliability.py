@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from u2net_hub import training as T
+from u2net_hub.training import SUPERSEDED_LOG_NAME, TRAIN_LOG_NAME, checkpoint_step, list_checkpoints, read_jsonl
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = REPO_ROOT / "train" / "train.py"
@@ -54,7 +54,7 @@ def test_resume_is_bit_exact_with_default_crop_and_flip_and_the_log_has_one_curv
     _ok(_train(common + ["--output_dir", str(straight), "--max_train_steps", "12", "--checkpointing_steps", "1000",
                          "--dataloader_num_workers", "2"]))
     _ok(_train(common + ["--output_dir", str(resumed), "--max_train_steps", "8", "--checkpointing_steps", "3"]))
-    assert [T.checkpoint_step(p) for p in T.list_checkpoints(resumed)] == [3, 6, 8]
+    assert [checkpoint_step(p) for p in list_checkpoints(resumed)] == [3, 6, 8]
     shutil.rmtree(resumed / "checkpoint-8")  # as if killed after step 8 was logged, before it was saved
     output = _ok(_train(common + ["--output_dir", str(resumed), "--max_train_steps", "12",
                                   "--resume_from_checkpoint", "latest", "--dataloader_num_workers", "2"]))
@@ -68,13 +68,72 @@ def test_resume_is_bit_exact_with_default_crop_and_flip_and_the_log_has_one_curv
     assert not different, f"{len(different)} of {len(a)} tensors differ after resuming, e.g. {different[:3]}"
 
     # One curve: every step once, in order, with the same losses as the straight run.
-    steps = [r for r in T.read_jsonl(resumed / T.TRAIN_LOG_NAME) if r.get("event") == "train"]
+    steps = [r for r in read_jsonl(resumed / TRAIN_LOG_NAME) if r.get("event") == "train"]
     assert [r["step"] for r in steps] == list(range(1, 13))
-    straight_losses = [r["loss"] for r in T.read_jsonl(straight / T.TRAIN_LOG_NAME) if r.get("event") == "train"]
+    straight_losses = [r["loss"] for r in read_jsonl(straight / TRAIN_LOG_NAME) if r.get("event") == "train"]
     assert [r["loss"] for r in steps] == straight_losses
     # The dropped lines are kept aside, not lost.
-    superseded = T.read_jsonl(resumed / T.SUPERSEDED_LOG_NAME)
+    superseded = read_jsonl(resumed / SUPERSEDED_LOG_NAME)
     assert [r["step"] for r in superseded if r.get("event") == "train"] == [7, 8]
+    # The resume above read no pickle of RNG states: the checkpoints hold JSON ones instead.
+    for checkpoint in list_checkpoints(resumed):
+        assert not list(checkpoint.glob("*.pkl")), sorted(p.name for p in checkpoint.iterdir())
+        assert (checkpoint / "rng_state_0.json").is_file()
+
+
+# A real Accelerator in a fresh interpreter (its state is process-wide): save, draw, load, draw again;
+# then an optimizer.bin whose pickle would open a file if it were unpickled without restriction.
+_RNG_AND_PAYLOAD = r"""
+import json, random, sys
+from pathlib import Path
+import numpy as np, torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from u2net_hub.training import CheckpointError, build_lr_scheduler, load_checkpoint, save_checkpoint
+
+out, marker = Path(sys.argv[1]), Path(sys.argv[2])
+accelerator = Accelerator(cpu=True)
+set_seed(3)
+model = torch.nn.Linear(4, 2)
+optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+scheduler = build_lr_scheduler(optimizer, "constant", warmup_steps=0, total_steps=10)
+model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+model(torch.randn(3, 4)).sum().backward()
+optimizer.step()
+random.gauss(0, 1)  # leaves a cached second value, part of the state
+path = save_checkpoint(accelerator, out, 1, {})
+files = sorted(p.name for p in path.iterdir())
+draw = lambda: [random.random(), random.gauss(0, 1), float(np.random.rand()), float(np.random.randn()),
+                torch.rand(3).tolist(), torch.randint(0, 1000, (2,)).tolist()]
+first = draw()
+load_checkpoint(accelerator, path)
+again = draw()
+
+class Payload:
+    def __reduce__(self):
+        return (open, (str(marker), "w"))
+
+torch.save({"state": {}, "param_groups": [], "payload": Payload()}, path / "optimizer.bin")
+try:
+    load_checkpoint(accelerator, path)
+    refused = None
+except CheckpointError as error:
+    refused = str(error)
+print("RESULT " + json.dumps({"files": files, "first": first, "again": again, "refused": refused}))
+"""
+
+
+def test_resume_restores_every_rng_from_json_and_runs_no_code_from_a_checkpoint(tmp_path):
+    marker = tmp_path / "code-ran"
+    result = subprocess.run([sys.executable, "-c", _RNG_AND_PAYLOAD, str(tmp_path / "run"), str(marker)],
+                            capture_output=True, text=True, timeout=180, env=_env(), cwd=REPO_ROOT)
+    lines = [line for line in result.stdout.splitlines() if line.startswith("RESULT ")]
+    assert result.returncode == 0 and lines, (result.stdout + result.stderr)[-4000:]
+    report = json.loads(lines[-1][len("RESULT "):])
+    assert "rng_state_0.json" in report["files"] and not [f for f in report["files"] if f.endswith(".pkl")]
+    assert report["again"] == report["first"]  # Python (with its cached gauss), NumPy and torch, exactly
+    assert report["refused"] and "cannot resume" in report["refused"]
+    assert not marker.exists(), "loading the checkpoint ran code from its pickle"
 
 
 # ------------------------------------------------------------------------------- imperfect data
@@ -136,7 +195,7 @@ def test_bad_files_are_all_named_before_training_and_nothing_starts(imperfect_fo
     assert "warning: 1 training mask(s) have another size than their image" in output
     assert "small_mask.png: 32x32 mask for the 48x48 image" in output
     assert "--skip_bad_samples" in output
-    assert not T.list_checkpoints(out) and not (out / "model.safetensors").exists()
+    assert not list_checkpoints(out) and not (out / "model.safetensors").exists()
 
 
 def test_skip_bad_samples_with_strict_trains_on_the_rest_and_says_which(imperfect_folder, tmp_path):
@@ -148,9 +207,9 @@ def test_skip_bad_samples_with_strict_trains_on_the_rest_and_says_which(imperfec
     for name in ("truncated.jpg", "notes.jpg", "small_mask.png"):
         assert name in output
     assert "6 training images" in output
-    (check,) = [r for r in T.read_jsonl(out / T.TRAIN_LOG_NAME) if r.get("event") == "data_check"]
+    (check,) = [r for r in read_jsonl(out / TRAIN_LOG_NAME) if r.get("event") == "data_check"]
     assert len(check["skipped"]["training"]) == 3
-    assert [r["step"] for r in T.read_jsonl(out / T.TRAIN_LOG_NAME) if r.get("event") == "train"] == [1, 2, 3]
+    assert [r["step"] for r in read_jsonl(out / TRAIN_LOG_NAME) if r.get("event") == "train"] == [1, 2, 3]
     assert "3 unusable sample(s) left out" in (out / "README.md").read_text()
 
 
@@ -170,9 +229,9 @@ def test_a_file_that_fails_while_training_saves_a_checkpoint_first(tmp_path):
     assert "Traceback" not in output
     assert "a sample could not be read at step 2" in output and "broken_photo.jpg" in output
     assert "Saved checkpoint-2 first" in output
-    assert [T.checkpoint_step(p) for p in T.list_checkpoints(out)] == [2]
+    assert [checkpoint_step(p) for p in list_checkpoints(out)] == [2]
     output = _ok(_train(common + ["--max_train_steps", "4", "--resume_from_checkpoint", "latest",
                                   "--skip_bad_samples"]))
     assert "at step 2" in output and "skipped" in output and "broken_photo.jpg" in output
-    validations = [r for r in T.read_jsonl(out / T.TRAIN_LOG_NAME) if r.get("event") == "validation"]
+    validations = [r for r in read_jsonl(out / TRAIN_LOG_NAME) if r.get("event") == "validation"]
     assert validations and validations[-1]["num_images"] == 2 and validations[-1]["step"] == 4

@@ -710,7 +710,10 @@ def resume_training(accelerator, args, output_dir: Path, updates_per_epoch: int,
     if path is None:
         return Resumed()
     state = training.read_trainer_state(path)
-    accelerator.load_state(str(path))
+    try:
+        training.load_checkpoint(accelerator, path)
+    except training.CheckpointError as error:
+        raise SystemExit(f"error: {error}") from None
     global_step = int(state["global_step"])
     first_epoch, skip_batches = training.resume_position(global_step, updates_per_epoch, args.gradient_accumulation_steps)
     changed = {

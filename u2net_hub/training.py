@@ -6,9 +6,11 @@ The script itself only parses arguments and wires these together.
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import os
+import pickle
 import re
 import shutil
 import sys
@@ -21,7 +23,7 @@ import torch
 from torch import nn
 
 from .acceleration import cpu_supports_bf16, to_channels_last
-from .atomic import atomic_file, fsync_dir
+from .atomic import atomic_file, atomic_write, fsync_dir
 from .losses import deep_supervision_loss
 
 CHECKPOINT_PREFIX = "checkpoint-"
@@ -32,6 +34,9 @@ TRAIN_LOG_NAME = "train_log.jsonl"
 SUPERSEDED_LOG_NAME = "train_log.superseded.jsonl"
 _CHECKPOINT_RE = re.compile(rf"^{CHECKPOINT_PREFIX}(\d+)$")
 _TEMP_RE = re.compile(rf"^\.{CHECKPOINT_PREFIX}(\d+)\.(tmp|old)$")
+#: Each process's RNG states in a checkpoint, as JSON: Accelerate's own ``random_states_<rank>.pkl`` is a pickle.
+RNG_STATE_NAME = "rng_state_{rank}.json"
+_ACCELERATE_RNG_PICKLE = "random_states_{rank}.pkl"
 
 LR_SCHEDULERS = ("constant", "constant_with_warmup", "linear", "cosine")
 
@@ -227,9 +232,20 @@ def save_checkpoint(
 ) -> Path:
     """`accelerator.save_state` into `.checkpoint-<step>.tmp`, mark it complete, then rename it into place.
 
-    Collective: every process must call it (each one writes its RNG state).
+    Collective: every process must call it (each one writes its RNG state, as ``rng_state_<rank>.json``;
+    Accelerate's ``random_states_<rank>.pkl`` is deleted, so resuming never reads a pickle of RNG states).
     A kill at any moment leaves either the previous complete checkpoints or
     the new one, never a folder that `latest` would pick up half-written.
+
+    Args:
+        accelerator: the Accelerator the model, optimizer and scheduler were prepared with.
+        output_dir: the run's folder; the checkpoint becomes ``<output_dir>/checkpoint-<global_step>``.
+        global_step: the optimizer steps done.
+        trainer_state: what ``trainer_state.json`` records beside the step (epoch, settings, timing).
+        total_limit: keep only this many newest checkpoints (None or 0: all).
+
+    Returns:
+        The checkpoint folder.
     """
     output_dir = Path(output_dir)
     final = output_dir / f"{CHECKPOINT_PREFIX}{global_step}"
@@ -240,6 +256,9 @@ def save_checkpoint(
         temporary.mkdir(parents=True)
     accelerator.wait_for_everyone()
     accelerator.save_state(str(temporary), safe_serialization=True)
+    rank = accelerator.process_index
+    atomic_write(temporary / RNG_STATE_NAME.format(rank=rank), json.dumps(rng_state(accelerator.step)) + "\n")
+    (temporary / _ACCELERATE_RNG_PICKLE.format(rank=rank)).unlink(missing_ok=True)  # never read back: a pickle
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         state = dict(trainer_state, global_step=int(global_step), complete=True, saved_at=time.time())
@@ -260,6 +279,105 @@ def save_checkpoint(
                 shutil.rmtree(stale, ignore_errors=True)
     accelerator.wait_for_everyone()
     return final
+
+
+class CheckpointError(Exception):
+    """A checkpoint that cannot be resumed from (unreadable, or holding something other than plain tensors)."""
+
+
+def load_checkpoint(accelerator, checkpoint: str | os.PathLike) -> None:
+    """`accelerator.load_state` without running code from the checkpoint, then the RNG states from JSON.
+
+    Accelerate (1.16) reads the model from safetensors and the optimizer and scheduler states with
+    ``torch.load(weights_only=True)``, asked for explicitly here: torch's restricted unpickler, which builds
+    tensors and plain containers and refuses every other global. Our checkpoints hold no
+    ``random_states_*.pkl`` (see :func:`save_checkpoint`), so Accelerate finds no RNG pickle to read; the
+    RNG states and Accelerate's micro-step counter come from ``rng_state_<rank>.json``. A checkpoint written
+    before that file existed still resumes: Accelerate then reads its RNG pickle with the same restricted
+    unpickler.
+
+    Collective: every process must call it.
+
+    Args:
+        accelerator: the Accelerator the model, optimizer and scheduler were prepared with.
+        checkpoint: a complete ``checkpoint-<step>`` folder.
+
+    Raises:
+        CheckpointError: a file is missing, unreadable, or would need code to run to load.
+    """
+    path = Path(checkpoint)
+    try:
+        accelerator.load_state(str(path), load_kwargs={"weights_only": True})
+    except (OSError, RuntimeError, ValueError, KeyError, pickle.UnpicklingError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(f"{path}: cannot resume from it ({first})") from None
+    rng_file = path / RNG_STATE_NAME.format(rank=accelerator.process_index)
+    if rng_file.is_file():
+        try:
+            state = json.loads(rng_file.read_text(encoding="utf-8"))
+            accelerator.step = set_rng_state(state)
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise CheckpointError(f"{rng_file}: unreadable RNG state ({error})") from None
+
+
+def rng_state(step: int = 0) -> dict[str, Any]:
+    """This process's random number generators (Python, NumPy, torch CPU and CUDA) as plain JSON data.
+
+    Args:
+        step: Accelerate's micro-step counter (``accelerator.step``), kept with them as Accelerate does.
+
+    Returns:
+        A dict that :func:`set_rng_state` restores exactly.
+    """
+    import random
+
+    import numpy as np
+
+    version, internal, gauss_next = random.getstate()
+    name, keys, pos, has_gauss, cached_gaussian = np.random.get_state()
+    state: dict[str, Any] = {
+        "format": 1,
+        "step": int(step),
+        "python": {"version": version, "state": list(internal), "gauss_next": gauss_next},
+        "numpy": {"name": name, "keys": [int(k) for k in keys], "pos": int(pos), "has_gauss": int(has_gauss),
+                  "cached_gaussian": float(cached_gaussian)},
+        "torch": base64.b64encode(torch.get_rng_state().numpy().tobytes()).decode(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = [base64.b64encode(s.numpy().tobytes()).decode() for s in torch.cuda.get_rng_state_all()]
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> int:
+    """Restore the generators :func:`rng_state` described.
+
+    Args:
+        state: what :func:`rng_state` returned (read back from JSON).
+
+    Returns:
+        The micro-step counter that was saved with them.
+    """
+    import random
+
+    import numpy as np
+
+    if state.get("format") != 1:
+        raise ValueError(f"unknown RNG state format {state.get('format')!r}")
+    python = state["python"]
+    random.setstate((python["version"], tuple(python["state"]), python["gauss_next"]))
+    numpy = state["numpy"]
+    np.random.set_state((numpy["name"], np.array(numpy["keys"], dtype=np.uint32), numpy["pos"], numpy["has_gauss"],
+                         numpy["cached_gaussian"]))
+    torch.set_rng_state(_byte_tensor(state["torch"]))
+    if "cuda" in state and torch.cuda.is_available():
+        saved = [_byte_tensor(s) for s in state["cuda"]]
+        if len(saved) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(saved)
+    return int(state.get("step", 0))
+
+
+def _byte_tensor(text: str) -> torch.Tensor:
+    return torch.frombuffer(bytearray(base64.b64decode(text)), dtype=torch.uint8)
 
 
 # ------------------------------------------------------------------- the step
