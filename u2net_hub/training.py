@@ -45,7 +45,14 @@ LR_SCHEDULERS = ("constant", "constant_with_warmup", "linear", "cosine")
 
 
 def default_mixed_precision(use_cpu: bool | None = None) -> str:
-    """'bf16' on CUDA GPUs with bf16 and on CPUs with native bf16, otherwise 'no'."""
+    """'bf16' on CUDA GPUs with bf16 and on CPUs with native bf16, otherwise 'no'.
+
+    Args:
+        use_cpu: whether training runs on the CPU (None: as ``ACCELERATE_USE_CPU`` says).
+
+    Returns:
+        The value for Accelerate's ``mixed_precision``.
+    """
     if use_cpu is None:
         use_cpu = os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
     if not use_cpu and torch.cuda.is_available():
@@ -67,6 +74,17 @@ def build_optimizer(
     The fused step is one kernel over all tensors on CUDA, and on CPU several times
     faster than the default per-tensor loop (measured in the docs' Performance page);
     where a build lacks it, the default loop runs.
+
+    Args:
+        parameters: the model's parameters.
+        lr: the learning rate.
+        betas: Adam's (beta1, beta2).
+        eps: Adam's epsilon.
+        weight_decay: decoupled weight decay (0: plain Adam, as the paper).
+        device: where the parameters live (the fused kernel exists for CPU and CUDA).
+
+    Returns:
+        The optimizer.
     """
     kwargs: dict[str, Any] = {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay}
     cls = torch.optim.AdamW if weight_decay > 0 else torch.optim.Adam
@@ -82,7 +100,17 @@ def build_optimizer(
 def build_lr_scheduler(
     optimizer: torch.optim.Optimizer, name: str, *, warmup_steps: int, total_steps: int
 ) -> torch.optim.lr_scheduler.LambdaLR:
-    """constant (the paper), constant_with_warmup, linear or cosine decay to 0 after a linear warmup."""
+    """constant (the paper), constant_with_warmup, linear or cosine decay to 0 after a linear warmup.
+
+    Args:
+        optimizer: the optimizer whose learning rate it scales.
+        name: one of ``LR_SCHEDULERS``.
+        warmup_steps: scheduler steps of linear warmup (ignored by ``constant``).
+        total_steps: scheduler steps of the whole run (where linear and cosine reach 0).
+
+    Returns:
+        A ``LambdaLR`` (its state is plain numbers, so a checkpoint stores it without code).
+    """
     if name not in LR_SCHEDULERS:
         raise ValueError(f"unknown lr scheduler {name!r}; choose one of {list(LR_SCHEDULERS)}")
     warmup_steps = max(0, int(warmup_steps))
@@ -114,6 +142,11 @@ class EpochShuffleSampler(torch.utils.data.Sampler[int]):
     With ``keyed=True`` it yields ``(epoch, index)`` keys, so that
     :class:`u2net_hub.data.TrainingSamples` can draw each sample's augmentation
     from (seed, epoch, index) inside whichever DataLoader worker reads it.
+
+    Args:
+        num_samples: the size of the training set.
+        seed: the run's ``--seed``.
+        keyed: yield ``(epoch, index)`` keys instead of indices.
     """
 
     def __init__(self, num_samples: int, seed: int = 0, keyed: bool = False):
@@ -125,6 +158,11 @@ class EpochShuffleSampler(torch.utils.data.Sampler[int]):
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
+        """Draw the next iteration's order for `epoch` (call it before each epoch, as DataLoader users do).
+
+        Args:
+            epoch: the epoch, from 0.
+        """
         self.epoch = int(epoch)
 
     def __iter__(self) -> Iterator[int]:
@@ -139,7 +177,16 @@ class EpochShuffleSampler(torch.utils.data.Sampler[int]):
 
 
 def resume_position(global_step: int, updates_per_epoch: int, gradient_accumulation_steps: int) -> tuple[int, int]:
-    """(epoch, batches of that epoch already consumed by each process) after `global_step` optimizer steps."""
+    """Where in the data a run stands after `global_step` optimizer steps.
+
+    Args:
+        global_step: the optimizer steps done.
+        updates_per_epoch: optimizer steps in one epoch (per process, after sharding).
+        gradient_accumulation_steps: micro-batches per optimizer step.
+
+    Returns:
+        (epoch, batches of that epoch each process has already consumed and must skip).
+    """
     if updates_per_epoch < 1:
         raise ValueError("updates_per_epoch must be >= 1")
     epoch = global_step // updates_per_epoch
@@ -150,12 +197,27 @@ def resume_position(global_step: int, updates_per_epoch: int, gradient_accumulat
 
 
 def checkpoint_step(path: str | os.PathLike) -> int | None:
+    """The step in a ``checkpoint-<step>`` folder's name.
+
+    Args:
+        path: a folder path (only its name is read).
+
+    Returns:
+        The step, or None when the name is not a checkpoint's.
+    """
     match = _CHECKPOINT_RE.match(Path(path).name)
     return int(match.group(1)) if match else None
 
 
 def is_complete_checkpoint(path: str | os.PathLike) -> bool:
-    """A `checkpoint-<int>` folder whose trainer state (written last) is readable and says so."""
+    """A `checkpoint-<int>` folder whose trainer state (written last) is readable and says so.
+
+    Args:
+        path: the folder.
+
+    Returns:
+        Whether it is a complete checkpoint (a folder cut short by a kill is not).
+    """
     path = Path(path)
     if checkpoint_step(path) is None or not path.is_dir():
         return False
@@ -167,7 +229,14 @@ def is_complete_checkpoint(path: str | os.PathLike) -> bool:
 
 
 def list_checkpoints(output_dir: str | os.PathLike) -> list[Path]:
-    """Complete checkpoints in `output_dir`, oldest (lowest step) first."""
+    """Complete checkpoints in `output_dir`, oldest (lowest step) first.
+
+    Args:
+        output_dir: the run's folder.
+
+    Returns:
+        The checkpoint folders ([] when there are none or the folder does not exist).
+    """
     output_dir = Path(output_dir)
     if not output_dir.is_dir():
         return []
@@ -176,12 +245,33 @@ def list_checkpoints(output_dir: str | os.PathLike) -> list[Path]:
 
 
 def latest_checkpoint(output_dir: str | os.PathLike) -> Path | None:
+    """The newest complete checkpoint in `output_dir`.
+
+    Args:
+        output_dir: the run's folder.
+
+    Returns:
+        Its folder, or None when there is none yet.
+    """
     checkpoints = list_checkpoints(output_dir)
     return checkpoints[-1] if checkpoints else None
 
 
 def resolve_resume_checkpoint(value: str | None, output_dir: str | os.PathLike) -> Path | None:
-    """`latest` -> the newest complete checkpoint in output_dir (None if there is none yet); a path -> that one."""
+    """`latest` -> the newest complete checkpoint in output_dir (None if there is none yet); a path -> that one.
+
+    Args:
+        value: ``--resume_from_checkpoint``: None or "" (a new run), ``latest``, or a folder (absolute, or
+            relative to `output_dir`).
+        output_dir: the run's folder.
+
+    Returns:
+        The checkpoint to resume from, or None to start a new run.
+
+    Raises:
+        FileNotFoundError: the folder named does not exist.
+        ValueError: it is not a complete checkpoint.
+    """
     if not value:
         return None
     if value == "latest":
@@ -201,11 +291,26 @@ def resolve_resume_checkpoint(value: str | None, output_dir: str | os.PathLike) 
 
 
 def read_trainer_state(checkpoint: str | os.PathLike) -> dict[str, Any]:
+    """What :func:`save_checkpoint` recorded beside the weights.
+
+    Args:
+        checkpoint: a checkpoint folder.
+
+    Returns:
+        The parsed ``trainer_state.json`` (global_step, epoch, settings, timing).
+    """
     return json.loads((Path(checkpoint) / TRAINER_STATE_NAME).read_text(encoding="utf-8"))
 
 
 def remove_stale_temporaries(output_dir: str | os.PathLike) -> list[Path]:
-    """Delete `.checkpoint-<step>.tmp/.old` folders left by a run that was killed while saving."""
+    """Delete `.checkpoint-<step>.tmp/.old` folders left by a run that was killed while saving.
+
+    Args:
+        output_dir: the run's folder.
+
+    Returns:
+        The folders removed.
+    """
     output_dir = Path(output_dir)
     removed = []
     if output_dir.is_dir():
@@ -415,11 +520,22 @@ def training_step(
     max_grad_norm: float | None = None,
     channels_last: bool = True,
     autocast: Callable[[], Any] | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.dtype]:
     """One micro-batch: forward (under autocast), deep-supervision loss in fp32, backward, and the
     optimizer/scheduler step when gradients are synchronised (Accelerate's gradient accumulation).
 
-    Returns the detached loss and the dtype the forward pass produced (to confirm autocast is on).
+    Args:
+        accelerator: the Accelerator the objects were prepared with.
+        model: the prepared model, in train mode.
+        batch: ``pixel_values`` (B, 3, H, W) and ``labels`` (B, 1, H, W) in [0, 1].
+        optimizer: the prepared optimizer.
+        lr_scheduler: the prepared scheduler.
+        max_grad_norm: clip the gradient norm to this before the step (None or 0: no clipping).
+        channels_last: move the input to channels_last first.
+        autocast: a context-manager factory to run the forward under (None: as Accelerate set it up).
+
+    Returns:
+        The detached loss and the dtype the forward pass produced (to confirm autocast is on).
     """
     with accelerator.accumulate(model):
         output = forward_batch(model, batch, channels_last=channels_last, autocast=autocast)
@@ -434,13 +550,22 @@ def training_step(
 
 
 class Throughput:
-    """Images per second over the last `window` optimizer steps."""
+    """Images per second over the last `window` optimizer steps.
+
+    Args:
+        window: how many recent steps the rate averages over.
+    """
 
     def __init__(self, window: int = 20):
         self._marks: deque[tuple[float, int]] = deque(maxlen=window + 1)
         self.images = 0
 
     def update(self, images: int) -> None:
+        """Mark the end of an optimizer step.
+
+        Args:
+            images: images this step trained on (all processes together).
+        """
         self.images += images
         self._marks.append((time.perf_counter(), self.images))
 
@@ -450,6 +575,7 @@ class Throughput:
 
     @property
     def value(self) -> float | None:
+        """Images per second over the window; None until two steps are marked."""
         if len(self._marks) < 2:
             return None
         (t0, n0), (t1, n1) = self._marks[0], self._marks[-1]
@@ -457,13 +583,23 @@ class Throughput:
 
 
 class JsonlLog:
-    """Append-only machine-readable log (one JSON object per line); written by the main process only."""
+    """Append-only machine-readable log (one JSON object per line); written by the main process only.
+
+    Args:
+        path: the ``.jsonl`` file (appended to, so a resumed run continues it).
+        enabled: False on the other processes: `write` then does nothing.
+    """
 
     def __init__(self, path: str | os.PathLike, enabled: bool = True):
         self.path = Path(path)
         self.enabled = enabled
 
     def write(self, record: dict[str, Any]) -> None:
+        """Append one record as a line.
+
+        Args:
+            record: JSON-serialisable values.
+        """
         if not self.enabled:
             return
         with open(self.path, "a", encoding="utf-8") as handle:
@@ -471,7 +607,14 @@ class JsonlLog:
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """Every record of a JSONL log; a line cut short by a kill (the last one) is left out."""
+    """Every record of a JSONL log; a line cut short by a kill (the last one) is left out.
+
+    Args:
+        path: the ``.jsonl`` file.
+
+    Returns:
+        The records, in file order.
+    """
     records = []
     with open(path, encoding="utf-8") as handle:
         for line in handle:
@@ -494,11 +637,14 @@ def supersede_log_after(path: str | os.PathLike, step: int) -> int:
 
     Why: a run killed between two checkpoints logged steps that the resumed run
     trains again; without this the log holds two curves over those steps.
-    Lines cut short by the kill are dropped. Returns how many records moved.
+    Lines cut short by the kill are dropped.
 
     Args:
         path: the train_log.jsonl of the run.
         step: the step of the checkpoint the run resumes from.
+
+    Returns:
+        How many records moved.
     """
     path = Path(path)
     if not path.is_file():
@@ -536,6 +682,20 @@ def evaluate(
     Each process predicts its shard; `gather_for_metrics` brings the uint8
     maps to the main process and drops the samples Accelerate repeated to
     even out the last batch. Every process returns the same dict.
+
+    Collective: every process must call it.
+
+    Args:
+        accelerator: the Accelerator the model and `dataloader` were prepared with.
+        model: the model (put in eval mode for the loop, then back as it was).
+        dataloader: the prepared validation loader (``pixel_values`` and ``labels``).
+        metrics_factory: builds the accumulator, e.g. :class:`u2net_hub.SODMetrics` (main process only).
+        channels_last: move the input to channels_last first.
+        autocast: a context-manager factory to run the forward under (None: as Accelerate set it up).
+        progress: show a progress bar on the main process.
+
+    Returns:
+        ``loss`` (mean BCE of the fused map) and the accumulator's metrics (maxF, MAE, ...), with ``num_images``.
     """
     from tqdm.auto import tqdm
 
@@ -580,7 +740,17 @@ def evaluate(
 
 
 def check_trackers(report_to: str) -> list[str]:
-    """The trackers to hand to Accelerate; fail loudly where Accelerate would quietly record nothing."""
+    """The trackers to hand to Accelerate; fail loudly where Accelerate would quietly record nothing.
+
+    Args:
+        report_to: ``--report_to``: none, tensorboard, wandb or all.
+
+    Returns:
+        The tracker names ([] for none).
+
+    Raises:
+        SystemExit: a tracker's package is missing, or the name is unknown (a one-line message).
+    """
     if report_to in (None, "", "none"):
         return []
     wanted = ["tensorboard", "wandb"] if report_to == "all" else [report_to]
@@ -604,6 +774,14 @@ def check_trackers(report_to: str) -> list[str]:
 
 
 def format_duration(seconds: float) -> str:
+    """A duration for people: ``42s``, ``3m 07s``, ``1h 02m 03s``.
+
+    Args:
+        seconds: the duration.
+
+    Returns:
+        The text, rounded to the second.
+    """
     seconds = int(round(seconds))
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
@@ -615,7 +793,15 @@ def format_duration(seconds: float) -> str:
 
 
 def redacted_command(argv: list[str] | None = None, launcher: str | None = None) -> str:
-    """The command line for the model card, with any --hub_token value hidden."""
+    """The command line for the model card, with any --hub_token value hidden.
+
+    Args:
+        argv: the arguments (default: ``sys.argv``).
+        launcher: what ran the script (e.g. ``accelerate launch``), put in front.
+
+    Returns:
+        One shell-quoted line.
+    """
     import shlex
 
     argv = list(sys.argv if argv is None else argv)

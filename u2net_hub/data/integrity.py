@@ -76,11 +76,26 @@ class DataCheck:
     size_mismatches: list[SampleProblem] = field(default_factory=list)
 
     def unusable(self, strict: bool = False) -> list[SampleProblem]:
-        """The samples to refuse or skip: the bad ones, plus the size mismatches when ``strict``."""
+        """The samples to refuse or skip: the bad ones, plus the size mismatches when ``strict``.
+
+        Args:
+            strict: count a mask of another size than its image as unusable too.
+
+        Returns:
+            The problems, by sample index.
+        """
         problems = self.bad + (self.size_mismatches if strict else [])
         return sorted(problems, key=lambda p: p.index)
 
     def usable_indices(self, strict: bool = False) -> list[int]:
+        """The rows to train on: every index but the :meth:`unusable` ones.
+
+        Args:
+            strict: as in :meth:`unusable`.
+
+        Returns:
+            The indices, in order (for ``dataset.select``).
+        """
         dropped = {p.index for p in self.unusable(strict)}
         return [i for i in range(self.num_samples) if i not in dropped]
 
@@ -89,7 +104,15 @@ class DataCheck:
 
 
 def undecoded(dataset, columns: tuple[str, ...] = ("image", "mask")):
-    """The dataset with its Image columns left encoded ({"bytes", "path"} cells), so reading cannot fail."""
+    """The dataset with its Image columns left encoded ({"bytes", "path"} cells), so reading cannot fail.
+
+    Args:
+        dataset: a `datasets.Dataset`.
+        columns: the columns to leave encoded (those that are not decoding Image columns are left alone).
+
+    Returns:
+        The dataset, cast where needed.
+    """
     from datasets import Image as ImageFeature
 
     for column in columns:
@@ -252,7 +275,16 @@ def check_saliency_dataset(
 
 
 def sample_generator(seed: int, epoch: int, index: int) -> torch.Generator:
-    """The augmentation random stream of one sample in one epoch: a function of (seed, epoch, index) alone."""
+    """The augmentation random stream of one sample in one epoch: a function of (seed, epoch, index) alone.
+
+    Args:
+        seed: the run's seed.
+        epoch: the epoch, from 0.
+        index: the sample's row.
+
+    Returns:
+        A freshly seeded CPU generator.
+    """
     state = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(epoch), int(index)]).generate_state(2, np.uint32)
     return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
 
@@ -287,6 +319,8 @@ class TrainingSamples(torch.utils.data.Dataset):
         transform: the SaliencyTransform (train or eval).
         seed: the run's seed (augmentation streams derive from it).
         skip_bad: return None (and warn once per sample) instead of raising :class:`BadSampleError`.
+        image_column: the column holding the images.
+        mask_column: the column holding the masks.
     """
 
     def __init__(self, dataset, transform, seed: int = 0, skip_bad: bool = False,
@@ -327,7 +361,17 @@ class TrainingSamples(torch.utils.data.Dataset):
 
 
 def collate_samples(rows: list) -> dict[str, torch.Tensor]:
-    """:func:`~u2net_hub.data.collate_fn` without the samples :class:`TrainingSamples` skipped (None)."""
+    """:func:`~u2net_hub.data.collate_fn` without the samples :class:`TrainingSamples` skipped (None).
+
+    Args:
+        rows: the DataLoader's samples, None for a skipped one.
+
+    Returns:
+        The batch (``pixel_values``, ``labels``) of the samples kept.
+
+    Raises:
+        BadSampleError: every sample of the batch was skipped.
+    """
     kept = [row for row in rows if row is not None]
     if not kept:
         raise BadSampleError(f"every sample of a batch of {len(rows)} was unreadable and skipped")
@@ -335,7 +379,16 @@ def collate_samples(rows: list) -> dict[str, torch.Tensor]:
 
 
 def describe_problems(problems: list[SampleProblem], title: str, limit: int = 50) -> str:
-    """One message: the title, then one indented line per sample (at most `limit`, then a count)."""
+    """One message: the title, then one indented line per sample (at most `limit`, then a count).
+
+    Args:
+        problems: the samples to name.
+        title: the first line (a colon is added).
+        limit: how many to list before "... and N more".
+
+    Returns:
+        The message.
+    """
     lines = [f"{title}:"] + [f"  {problem}" for problem in problems[:limit]]
     if len(problems) > limit:
         lines.append(f"  ... and {len(problems) - limit} more")
@@ -343,7 +396,14 @@ def describe_problems(problems: list[SampleProblem], title: str, limit: int = 50
 
 
 def bad_sample_message(error: BaseException) -> str:
-    """The one-line message of a BadSampleError, also when a DataLoader worker re-raised it with its traceback."""
+    """The one-line message of a BadSampleError, also when a DataLoader worker re-raised it with its traceback.
+
+    Args:
+        error: the exception caught around the training loop.
+
+    Returns:
+        The line naming the sample and the reason.
+    """
     text = str(error).strip()
     marker = f"{BadSampleError.__name__}: "
     if marker in text:

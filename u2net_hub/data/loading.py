@@ -105,7 +105,15 @@ def _files(folder: Path) -> tuple[dict[str, Path], list[str]]:
 
 
 def pair_folders(image_dir: str | Path, mask_dir: str | Path) -> tuple[list[tuple[Path, Path]], list[str]]:
-    """Pair images with masks of the same stem: (pairs, problems), problems naming every unpaired file."""
+    """Pair images with masks of the same stem: (pairs, problems), problems naming every unpaired file.
+
+    Args:
+        image_dir: the folder of images (searched recursively).
+        mask_dir: the folder of masks.
+
+    Returns:
+        The (image, mask) pairs sorted by stem, and one line per file without a partner or with an ambiguous stem.
+    """
     image_dir, mask_dir = Path(image_dir), Path(mask_dir)
     images, ambiguous_images = _files(image_dir)
     masks, ambiguous_masks = _files(mask_dir)
@@ -319,13 +327,26 @@ def load_saliency_dataset(
 ):
     """A `datasets.Dataset` with Image columns ``image`` and ``mask``, from wherever the data lives.
 
-    ``dataset_name``: a Hub id or a local folder; ``data_dir``: a local folder
-    (imagefolder with metadata.jsonl, images/ + masks/ pair, save_to_disk
-    folder, parquet clone). Neither: the synthetic scenes
-    (``synthetic_num_images`` x ``synthetic_size``, ``synthetic_seed``).
-    ``config_name`` is an alias of ``dataset_config_name``. Raises
-    :class:`DatasetLoadError` (a ValueError) naming the columns or splits
-    that exist when the requested ones do not.
+    Args:
+        dataset_name: a Hub id or a local folder.
+        dataset_config_name: the configuration of a Hub dataset that has several.
+        data_dir: a local folder (imagefolder with metadata.jsonl, images/ + masks/ pair, save_to_disk
+            folder, parquet clone). Neither this nor `dataset_name`: the synthetic scenes.
+        split: the split to load.
+        image_column: the column (or alias) holding the images; renamed ``image``.
+        mask_column: the column holding the masks; renamed ``mask``.
+        synthetic_num_images: how many synthetic scenes (without a dataset).
+        synthetic_size: their side in pixels.
+        synthetic_seed: their seed.
+        cache_dir: the `datasets` cache to use.
+        config_name: an alias of `dataset_config_name`.
+
+    Returns:
+        The dataset.
+
+    Raises:
+        DatasetLoadError: (a ValueError) naming the columns or splits that exist when the requested ones do
+            not, or the folder that does not.
     """
     if config_name is not None:
         if dataset_config_name is not None and dataset_config_name != config_name:
@@ -356,7 +377,19 @@ def load_saliency_dataset(
 
 
 def split_for_validation(dataset, size: float | int = 0.1, seed: int = 0):
-    """(train, validation): hold out a fraction (0 < size < 1) or a count (size >= 1) of rows, shuffled by `seed`."""
+    """(train, validation): hold out a fraction (0 < size < 1) or a count (size >= 1) of rows, shuffled by `seed`.
+
+    Args:
+        dataset: a `datasets.Dataset`.
+        size: the fraction (a float) or the number of rows (an int) to hold out.
+        seed: the shuffle's seed.
+
+    Returns:
+        The training rows and the held-out rows.
+
+    Raises:
+        ValueError: the split would leave a side empty.
+    """
     n = len(dataset)
     if isinstance(size, bool) or not isinstance(size, (int, float)):
         raise TypeError(f"size must be a fraction or a count, got {size!r}")

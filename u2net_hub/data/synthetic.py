@@ -138,7 +138,11 @@ def _textures() -> dict[str, _Texture]:
 
 
 def texture_names() -> tuple[str, ...]:
-    """The real photographs and textures the scenes are cut from."""
+    """The real photographs and textures the scenes are cut from.
+
+    Returns:
+        Their names (scikit-image's sample data), greyscale first.
+    """
     return _GRAY_SOURCES + _COLOUR_SOURCES
 
 
@@ -748,7 +752,16 @@ def _check_index(index: int) -> None:
 
 
 def render_synthetic_sample(index: int, size: int = 320, seed: int = 0) -> tuple[Image.Image, Image.Image]:
-    """Render scene `index` of the synthetic set `seed` directly: (image RGB, mask L), both size x size."""
+    """Render scene `index` of the synthetic set `seed` directly: (image RGB, mask L), both size x size.
+
+    Args:
+        index: the scene (row) number.
+        size: the side in pixels.
+        seed: the set.
+
+    Returns:
+        The image and its mask, the same as row `index` of ``make_synthetic_dataset(..., size, seed)``.
+    """
     _check(None, size, seed)
     _check_index(index)
     image, mask = _render_arrays(int(seed), int(index), int(size))
@@ -758,7 +771,16 @@ def render_synthetic_sample(index: int, size: int = 320, seed: int = 0) -> tuple
 def describe_synthetic_sample(index: int, size: int = 320, seed: int = 0) -> dict:
     """Render a scene and say what is in it: background fills ("texture:brick", "photo:cat", "pattern",
     "flat"), horizon, blur, clutter count, and per salient object its kind, radius, centre (in units of
-    the side), fill, shadow and whether it is a low-contrast one. For statistics and tests."""
+    the side), fill, shadow and whether it is a low-contrast one. For statistics and tests.
+
+    Args:
+        index: the scene (row) number.
+        size: the side in pixels.
+        seed: the set.
+
+    Returns:
+        The description, as plain JSON-able values.
+    """
     _check(None, size, seed)
     _check_index(index)
     record: dict = {}
@@ -772,6 +794,14 @@ def make_synthetic_dataset(num_images: int, size: int = 320, seed: int = 0):
     Creation only writes 32-byte recipes (instant for any size); each row is
     rendered when it is read. Row ``i`` is scene ``(seed, i)``, so a held-out
     split is simply another seed.
+
+    Args:
+        num_images: the number of rows.
+        size: the side of every scene in pixels.
+        seed: the set (another seed, other scenes).
+
+    Returns:
+        The dataset (a process that reads its rows must have imported ``u2net_hub.data``).
     """
     import pyarrow as pa
     from datasets import Dataset, DatasetInfo, Features, NamedSplit

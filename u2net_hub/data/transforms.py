@@ -35,6 +35,12 @@ def mask_to_pil(mask: Any) -> Image.Image:
     RGB masks are read as luminance; a mask with a varying alpha channel is
     read from its alpha (the matting convention); 1-bit, 16-bit and float
     masks keep their values (the transform divides by the maximum later).
+
+    Args:
+        mask: a PIL image of any mode or a numpy array (H, W) or (H, W, 1|3|4).
+
+    Returns:
+        The mask as an "L" or "F" image.
     """
     if isinstance(mask, np.ndarray):
         array = mask
@@ -83,6 +89,18 @@ class SaliencyTransform:
     and already distinct in every DataLoader worker). With a ``seed`` it owns
     a ``torch.Generator``; inside a DataLoader worker that generator is seeded
     from ``(seed, worker id)`` so workers do not repeat each other.
+
+    Args:
+        resolution: the side every pair is resized to first.
+        crop_size: the side of the random crop when training (None: no crop); 288 of 320 in the paper.
+        train: random crop and flip (False: resize only).
+        flip: ``horizontal``, ``vertical``, ``both`` or ``none`` (True/False: horizontal/none).
+        mean: the model's per-channel mean.
+        std: the model's per-channel standard deviation.
+        divide_by_max: divide the image by its maximum first (the authors' pre-processing).
+        image_column: the batch's image column.
+        mask_column: the batch's mask column.
+        seed: own a generator with this seed (None: draw from torch's global generator).
     """
 
     def __init__(
@@ -119,7 +137,17 @@ class SaliencyTransform:
 
     @classmethod
     def for_model(cls, model: Any, train: bool = True, crop_size: int | None = None, **kwargs) -> "SaliencyTransform":
-        """The transform matching a model's own pre-processing (resolution, mean, std, divide-by-max)."""
+        """The transform matching a model's own pre-processing (resolution, mean, std, divide-by-max).
+
+        Args:
+            model: a :class:`u2net_hub.U2Net` (anything with a ``preprocessing``).
+            train: as in the constructor.
+            crop_size: the crop when training (None: 0.9 x the model's input size, 288 of 320 as in the paper).
+            **kwargs: the constructor's other arguments (flip, columns, seed).
+
+        Returns:
+            The transform.
+        """
         pre: Preprocessing = model.preprocessing
         if crop_size is None and train:
             crop_size = round(pre.input_size * 0.9)  # 288 of 320, as in the paper
@@ -156,6 +184,9 @@ class SaliencyTransform:
         Args:
             generator: draw from this generator (e.g. one per sample, see
                 :func:`u2net_hub.data.integrity.sample_generator`) instead of the transform's own stream.
+
+        Returns:
+            The parameters for :meth:`apply`.
         """
         if not self.train:
             return 0, 0, False, False
@@ -168,7 +199,16 @@ class SaliencyTransform:
     # -- the transform -----------------------------------------------------------------------------
 
     def apply(self, image: Any, mask: Any, params: tuple[int, int, bool, bool]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Transform one pair with explicit parameters (what `draw` returns)."""
+        """Transform one pair with explicit parameters (what `draw` returns).
+
+        Args:
+            image: anything :func:`u2net_hub.processing.load_image` reads.
+            mask: anything :func:`mask_to_pil` reads.
+            params: (top, left, flip left-right, flip top-bottom).
+
+        Returns:
+            pixel_values float32 (3, S, S) and labels float32 (1, S, S) in [0, 1], S the crop size.
+        """
         top, left, horizontal, vertical = params
         size = (self.resolution, self.resolution)
         image = load_image(image)
@@ -209,7 +249,14 @@ class SaliencyTransform:
 
 
 def collate_fn(rows: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    """Stack transformed rows into a batch: pixel_values (B, 3, H, W), labels (B, 1, H, W)."""
+    """Stack transformed rows into a batch: pixel_values (B, 3, H, W), labels (B, 1, H, W).
+
+    Args:
+        rows: what :class:`SaliencyTransform` made, one dict per sample.
+
+    Returns:
+        The batch.
+    """
     if not rows:
         raise ValueError("collate_fn got an empty batch")
     batch = {}
@@ -234,6 +281,16 @@ def pre_resize(dataset: Any, resolution: int, image_column: str = "image", mask_
     way. Images are stored as lossless PNG (float masks as TIFF); `datasets`
     caches the result next to a Hub or folder dataset's own cache files, so a
     second run, or the other ranks of a multi-process run, reuse it.
+
+    Args:
+        dataset: a `datasets.Dataset` with image and mask columns.
+        resolution: the side to resize to (the transform's `resolution`).
+        image_column: the image column.
+        mask_column: the mask column.
+        num_proc: processes for `datasets.map` (None: this one).
+
+    Returns:
+        The resized dataset.
     """
     from datasets import Image as ImageFeature
 
