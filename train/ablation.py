@@ -32,7 +32,6 @@ import json
 import logging
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -157,17 +156,17 @@ def score_block(block: str, block_dir: Path, train_args, accelerator, logger, ti
     import torch
 
     from u2net_hub import U2Net
-    from u2net_hub import training as T
     from u2net_hub.layers import PAPER_NAMES
     from u2net_hub.metrics import SODMetrics
     from u2net_hub.profile import profile_model
+    from u2net_hub.training import evaluate
 
     model = U2Net.from_pretrained(str(block_dir)).to(accelerator.device).eval()
     if model.preprocessing.input_size != train_args.resolution:
         raise SystemExit(f"error: {block_dir} holds a model trained at {model.preprocessing.input_size} px, "
                          f"not --resolution {train_args.resolution}")
     loader, held_out = held_out_loader(train_args, accelerator, logger)
-    metrics = T.evaluate(accelerator, model, loader, SODMetrics, channels_last=False, progress=True)
+    metrics = evaluate(accelerator, model, loader, SODMetrics, channels_last=False, progress=True)
     row = {"block": block, "paper_name": PAPER_NAMES[block]}
     if accelerator.is_main_process:
         profile = profile_model(model, PROFILE_SIZE, device=accelerator.device, repeats=max(timing_repeats, 1),
@@ -189,40 +188,27 @@ def score_block(block: str, block_dir: Path, train_args, accelerator, logger, ti
 
 
 def _trainer_state(block_dir: Path) -> dict:
-    from u2net_hub import training as T
+    from u2net_hub.training import checkpoint_step, latest_checkpoint, read_trainer_state
 
-    checkpoint = T.latest_checkpoint(block_dir)
+    checkpoint = latest_checkpoint(block_dir)
     if checkpoint is None:
         return {}
-    state = dict(T.read_trainer_state(checkpoint))
-    state.setdefault("global_step", T.checkpoint_step(checkpoint))
+    state = dict(read_trainer_state(checkpoint))
+    state.setdefault("global_step", checkpoint_step(checkpoint))
     return state
 
 
 def _fresh_accelerate_state() -> None:
-    """Forget Accelerate's process-wide state so the next Accelerator takes its own flags (mixed precision)."""
+    """Forget Accelerate's process-wide state so the next Accelerator takes its own flags (mixed precision).
+
+    Accelerate keeps one state per process and refuses a second Accelerator with other settings; it has no
+    public reset, so this uses the one its own test suite uses. The process group itself is kept (train.py's
+    ``keep_process_group``), and a fresh state finds it initialised and joins it.
+    """
     from accelerate.state import AcceleratorState, GradientState
 
     AcceleratorState._reset_state(reset_partial_state=True)
     GradientState._reset_state()
-
-
-@contextmanager
-def _keeping_process_group():
-    """Run train.py's main without letting it destroy the process group of a multi-process run.
-
-    Its main ends with ``Accelerator.end_training()``, which destroys the
-    process group; the study needs the group for the scoring and the next
-    block. A fresh Accelerator finds the group initialised and joins it.
-    """
-    from accelerate.state import PartialState
-
-    original = PartialState.destroy_process_group
-    PartialState.destroy_process_group = lambda self, group=None: None
-    try:
-        yield
-    finally:
-        PartialState.destroy_process_group = original
 
 
 def _state():
@@ -256,8 +242,7 @@ def run_block(block: str, args, passthrough: list[str], output_dir: Path, logger
     state.print(f"[{block}] training: train.py {' '.join(argv)}")
     started = time.time()
     _fresh_accelerate_state()  # train.py's Accelerator sets the mixed precision of its own flags
-    with _keeping_process_group():
-        code = train_script.main(argv)
+    code = train_script.main(argv, keep_process_group=True)  # the group serves the scoring and the next block
     _fresh_accelerate_state()
     if code not in (0, None):
         raise SystemExit(f"error: training the {block!r} network ended with exit code {code}")
@@ -358,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from accelerate.logging import get_logger
 
-    from u2net_hub import training as T
+    from u2net_hub.training import redacted_command
 
     # No Accelerator yet: train.py's main creates each one with its own mixed precision.
     accelerator = _state()
@@ -374,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = [run_block(block, args, passthrough, output_dir, logger) for block in args.blocks]
     accelerator = _state()
     if accelerator.is_main_process:
-        command = T.redacted_command(
+        command = redacted_command(
             ["train/ablation.py", *(argv if argv is not None else sys.argv[1:])],
             launcher="accelerate launch" + (f" --num_processes {accelerator.num_processes}"
                                             if accelerator.num_processes > 1 else ""),

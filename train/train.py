@@ -356,7 +356,13 @@ def build_model(args, logger):
 # ----------------------------------------------------------------------- main
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, keep_process_group: bool = False) -> int:
+    """Train as the command line says; the exit status.
+
+    ``keep_process_group``: finish the trackers but leave the process group of a multi-process launch up,
+    for a caller that trains several networks in one launch (train/ablation.py); ``end_training`` would
+    destroy it.
+    """
     args = parse_args(argv)
 
     import torch
@@ -644,7 +650,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.push_to_hub:
             exit_code = push_to_hub(args, output_dir, unwrapped, card_kwargs)
     accelerator.wait_for_everyone()
-    accelerator.end_training()
+    if keep_process_group:
+        for tracker in accelerator.trackers:
+            tracker.finish()
+    else:
+        accelerator.end_training()
     return exit_code
 
 
