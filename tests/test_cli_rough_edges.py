@@ -228,3 +228,28 @@ def test_from_pretrained_of_a_missing_local_folder_says_so(name):
         U2Net.from_pretrained(name)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         U2Net.from_pretrained(Path("no-such-folder"))
+
+
+@pytest.mark.parametrize("argv", [
+    ["predict", "a.jpg", "--batch-size", "0"],
+    ["predict", "a.jpg", "--max-pixels", "-5"],
+    ["predict", "--dataset", "d", "--output-dataset", "o", "--shard-size", "0"],
+    ["evaluate", "--dataset", "d", "--batch-size", "0"],
+    ["evaluate", "--dataset", "d", "--limit", "two"],
+    ["profile", "--size", "0"],
+    ["convert", "a.pth", "out", "--input-size", "0"],
+    ["export-onnx", "m", "m.onnx", "--size", "0"],
+])
+def test_every_count_flag_refuses_a_bad_value_the_same_way(argv, capsys):
+    """One argparse type (u2net_hub.commands.positive_int) for every count: exit 2, one line, nothing run."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "expected a positive integer, got " in error and "Traceback" not in error
+
+
+def test_repeats_may_be_zero_but_not_negative(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["profile", "--repeats", "-1"])
+    assert exit_info.value.code == 2 and "expected an integer >= 0, got -1" in capsys.readouterr().err

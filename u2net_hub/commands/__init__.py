@@ -4,42 +4,36 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Callable
 
 
-def positive_int(text: str) -> int:
-    """An ``argparse`` type: an integer >= 1, refused as a one-line usage error otherwise.
-
-    Args:
-        text: the command-line value.
-
-    Returns:
-        The integer.
-    """
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    """An ``argparse`` type: an integer >= 0 (a count where 0 means none).
+def int_at_least(minimum: int) -> Callable[[str], int]:
+    """An ``argparse`` type: an integer >= `minimum`, refused as a one-line usage error otherwise.
 
     Args:
-        text: the command-line value.
+        minimum: the smallest value accepted.
 
     Returns:
-        The integer.
+        The parser of one command-line value.
     """
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return value
+    expected = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {value}")
+        return value
+
+    return parse
+
+
+#: Counts and sizes (batch size, pixels, shard size, image side).
+positive_int = int_at_least(1)
+#: Counts where 0 means none (timed repeats).
+non_negative_int = int_at_least(0)
 
 
 class _DeprecatedExact(argparse.Action):
