@@ -29,6 +29,9 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import cpu_name, load_average  # noqa: E402
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_IMAGE = REPO_ROOT / "space" / "examples" / "coffee.jpg"
 
@@ -168,6 +171,7 @@ def main(argv=None) -> int:
             process, url, log = launch(model, workdir, args.server_concurrency, args.startup_timeout)
             print(f"launched the app at {url} (log: {workdir / 'server.log'})")
         report = run_load(url, model, args)
+        report["machine"] = f"{cpu_name()}, {os.cpu_count()} cores, load average {load_average()}"
         if args.server_concurrency:
             report["server_concurrency"] = args.server_concurrency
     finally:

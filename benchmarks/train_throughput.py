@@ -41,7 +41,9 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _common import cpu_name, load_average  # noqa: E402
 from u2net_hub import U2Net  # noqa: E402
 from u2net_hub.training import (  # noqa: E402
     build_lr_scheduler,
@@ -194,7 +196,8 @@ def main() -> int:
     mixed_precision = default_mixed_precision(use_cpu=device.type == "cpu") if args.mixed_precision == "auto" \
         else args.mixed_precision
     steps, warmup = max(1, args.steps), max(0, args.warmup)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
+    name = (torch.cuda.get_device_name(device) if device.type == "cuda"
+            else f"{cpu_name()} ({torch.get_num_threads()} threads, load average {load_average()})")
     print(f"device: {name} | batch {args.batch_size} x {args.size}x{args.size} | {warmup} warm-up + {steps} timed "
           f"steps, median | ours: {mixed_precision} autocast, channels_last, BCE on logits, our allocator setting | "
           "plain: fp32, contiguous, BCE on sigmoid (plain+alloc: with our allocator setting)")
