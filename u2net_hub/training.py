@@ -321,13 +321,6 @@ def remove_stale_temporaries(output_dir: str | os.PathLike) -> list[Path]:
     return removed
 
 
-def _write_json_durably(path: Path, data: dict[str, Any]) -> None:
-    with open(path, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=2, sort_keys=True)
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
 def save_checkpoint(
     accelerator,
     output_dir: str | os.PathLike,
@@ -367,8 +360,7 @@ def save_checkpoint(
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         state = dict(trainer_state, global_step=int(global_step), complete=True, saved_at=time.time())
-        _write_json_durably(temporary / TRAINER_STATE_NAME, state)
-        fsync_dir(temporary)
+        atomic_write(temporary / TRAINER_STATE_NAME, json.dumps(state, indent=2, sort_keys=True))  # fsyncs the folder
         if final.exists():  # the same step saved again (e.g. a resumed run that had nothing left to do)
             old = output_dir / f".{CHECKPOINT_PREFIX}{global_step}.old"
             if old.exists():
