@@ -17,8 +17,8 @@ from safetensors.torch import load_file
 
 from u2net_hub import ImageLoadError, U2Net
 from u2net_hub.inference import iter_predictions
-from u2net_hub.pipeline import IN_FLIGHT_BATCHES, png_options
-from u2net_hub.processing import load_image, load_image_reduced, mask_at_size
+from u2net_hub.pipeline import IN_FLIGHT_BATCHES, Ready, cpu_lanes, png_options, run, save_image, write_png
+from u2net_hub.processing import image_to_array, load_image, load_image_reduced, mask_at_size
 
 INPUT_SIZE = 64
 
@@ -187,3 +187,68 @@ def test_reduced_decode_keeps_the_upright_full_size_and_png_options_are_lossless
         assert len(encoded[6]) < 1.5 * len(encoded[None])
     with pytest.raises(ValueError, match="compress_level"):
         png_options("L", 10)
+
+
+@pytest.mark.parametrize("fast", [False, True])
+def test_forward_passes_in_lanes_give_the_masks_of_one_pass_and_leave_the_thread_count(tmp_path, model, fast):
+    """Two single-threaded passes on half a batch each (the CPU default on two cores) against one pass."""
+    shown = _folder(tmp_path)
+    items = [tmp_path / name for name in sorted(shown)]
+    seen: list[tuple[str, int]] = []
+    hook = model.register_forward_pre_hook(lambda *_: seen.append((threading.current_thread().name,
+                                                                   torch.get_num_threads())))
+    threads = torch.get_num_threads()
+    preprocessing = model.preprocessing
+
+    def prepare(item):
+        image = load_image(item)
+        return Ready(image_to_array(image, preprocessing), image.size)
+
+    def finish(size, fused, sides):
+        return np.asarray(mask_at_size(fused, size))
+
+    try:
+        masks = {}
+        for lanes in (1, 2):
+            torch.set_num_threads(2)
+            seen.clear()
+            results = list(run(model, items, prepare, finish, batch_size=4, fast=fast, sides=False, lanes=lanes))
+            assert [index for index, _ in results] == list(range(len(items)))
+            masks[lanes] = [mask for _, mask in results]
+            assert torch.get_num_threads() == 2  # the calling thread's setting, restored for later threads too
+            if not fast:
+                lane_calls = [count for name, count in seen if name.startswith("u2net-lane")]
+                assert len(lane_calls) == (0 if lanes == 1 else len(seen)) and set(lane_calls) <= {1}, seen
+        for one, two in zip(masks[1], masks[2]):
+            assert one.shape == two.shape
+            assert np.abs(one.astype(int) - two).max() <= (0 if not fast else 1)
+    finally:
+        hook.remove()
+        torch.set_num_threads(threads)
+    assert cpu_lanes(torch.device("cpu"), 8, 2) == 2
+    assert cpu_lanes(torch.device("cpu"), 8, 1) == cpu_lanes(torch.device("cpu"), 1, 2) == 1
+    assert cpu_lanes(torch.device("cuda"), 8, 16) == cpu_lanes(torch.device("cpu"), 8, 2, compile=True) == 1
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB", "RGBA"])
+def test_write_png_is_lossless_in_bands_and_not_larger_than_pillows_fast_settings(tmp_path, mode):
+    rng = np.random.default_rng(1)
+    height, width = 1900, 2500  # several 4 MB bands in every mode
+    if mode == "L":  # a mask as the pipeline makes it: a network-sized map brought up to the photo's size
+        image = mask_at_size(rng.random((INPUT_SIZE, INPUT_SIZE), dtype=np.float32), (width, height))
+    else:
+        photo = np.tile(_array(250, 190, 2), (10, 10, 1))
+        image = Image.fromarray(photo).convert(mode)
+        if mode == "RGBA":
+            image.putalpha(mask_at_size(rng.random((INPUT_SIZE, INPUT_SIZE), dtype=np.float32), (width, height)))
+    write_png(image, tmp_path / "ours.png")
+    with Image.open(tmp_path / "ours.png") as back:
+        assert back.mode == mode and back.size == (width, height)
+        np.testing.assert_array_equal(np.asarray(back), np.asarray(image))
+    image.save(tmp_path / "pillow.png", **png_options(mode))
+    assert (tmp_path / "ours.png").stat().st_size < 1.1 * (tmp_path / "pillow.png").stat().st_size
+    buffer = io.BytesIO()
+    save_image(image, buffer)
+    assert buffer.getvalue() == (tmp_path / "ours.png").read_bytes()
+    with pytest.raises(ValueError, match="mode"):
+        write_png(image.convert("I"), io.BytesIO())

@@ -23,7 +23,7 @@ from ..hub import ModelLoadError
 from ..inference import iter_predictions
 from ..matting import MattingError, MattingOptions, post_process_mask
 from ..modeling import U2Net
-from ..pipeline import png_options
+from ..pipeline import save_image
 from ..processing import IMAGE_EXTENSIONS, ImageLoadError, parse_background, set_max_pixels, to_mask
 from ..video import VIDEO_EXTENSIONS
 from . import _predict_scale as _scale
@@ -257,7 +257,7 @@ def _outputs(stem: PurePath, output_dir: Path, fmt: str) -> list[Path]:
 
 
 def _save(image, target: Path, args) -> None:
-    image.save(target, **png_options(image.mode, args.compress_level))
+    save_image(image, target, compress_level=args.compress_level)
 
 
 MATTING_KNOBS = ("alpha_matting_foreground_threshold", "alpha_matting_background_threshold", "alpha_matting_erode_size")
