@@ -111,6 +111,39 @@ def test_sides_format_and_name_collisions(tmp_path, model_dir):
                 assert side.mode == "L" and side.size == size
 
 
+def test_webp_and_jpeg_outputs(tmp_path, model_dir):
+    """--output-format: the same masks, lossy within a few grey levels; RGBA keeps its alpha in WebP."""
+    photo = _photo(tmp_path / "in" / "a.jpg", (70, 45))
+    _photo(tmp_path / "in" / "b.png", (31, 52), seed=1)
+    base = ("in", "--model", str(model_dir), "--no-fast")
+    assert _u2net(*base, "-o", "png", cwd=tmp_path).returncode == 0
+    for fmt, suffix in (("webp", ".webp"), ("jpeg", ".jpg")):
+        done = _u2net(*base, "-o", fmt, "--output-format", fmt, "--quality", "95", cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        assert sorted(p.name for p in (tmp_path / fmt).iterdir() if not p.name.startswith(".")) == \
+            [f"a{suffix}", f"b{suffix}"]
+        for stem in ("a", "b"):
+            with Image.open(tmp_path / fmt / f"{stem}{suffix}") as lossy, Image.open(tmp_path / "png" / f"{stem}.png") as png:
+                assert lossy.format == fmt.upper() and lossy.size == png.size
+                difference = np.abs(np.asarray(lossy.convert("L"), dtype=int) - np.asarray(png, dtype=int))
+                assert difference.mean() < 3, (fmt, stem, difference.mean())
+    done = _u2net(str(photo), "--model", str(model_dir), "--no-fast", "-o", "cut", "--format", "rgba",
+                  "--output-format", "webp", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    with Image.open(tmp_path / "cut" / "a.webp") as cut:
+        assert cut.mode == "RGBA" and cut.size == (70, 45)
+    for args, message in [
+        (["--format", "rgba", "--output-format", "jpeg"], "no alpha channel"),
+        (["--quality", "80"], "--quality applies to --output-format webp or jpeg"),
+        (["--output-format", "webp", "--quality", "0"], "--quality must be from 1 to 100"),
+        (["--output-format", "jpeg", "--compress-level", "6"], "--compress-level applies to PNG outputs"),
+    ]:
+        done = _u2net(*base, "-o", "refused", *args, cwd=tmp_path)
+        assert done.returncode == 2 and message in done.stderr, (args, done.stderr)
+        assert "Traceback" not in done.stderr
+    assert not (tmp_path / "refused").exists()
+
+
 def test_model_and_usage_errors_exit_2(tmp_path, model_dir):
     _photo(tmp_path / "a.jpg", (20, 20))
     (tmp_path / "weights.pth").write_bytes(b"\x80\x02}q\x00.")

@@ -1,14 +1,20 @@
-"""Imports flow one way: configs -> layers, hub, processing -> acceleration -> inference -> modeling -> features
+"""Imports flow one way: configs, allocator -> layers, hub, processing -> acceleration -> inference -> modeling -> features
 -> commands -> cli.
 
 Read from the package's source with ``ast`` (every import, at module level or inside a function), so a
 back-edge fails here even when no test happens to import the module that has it. A function-level import
 of our own package is refused outright: it is how a cycle hides (if one seems needed, the code is in the
 wrong module). Lazy imports of optional third-party packages (onnx, cv2, accelerate) are fine.
+
+Two tables are the only lazy imports of our own modules, so that `u2net --help` needs no torch:
+``u2net_hub._LAZY`` (the public names, PEP 562) and ``u2net_hub.cli.COMMAND_MODULES`` (the command run
+once the arguments are parsed). Their entries are edges of the graph like any import, held to the same
+tiers; any other ``importlib.import_module`` of a module of ours is refused.
 """
 
 from __future__ import annotations
 
+import argparse
 import ast
 import subprocess
 import sys
@@ -25,6 +31,7 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1] / PACKAGE
 TIERS = {
     "u2net_hub.configs": 0,
     "u2net_hub.atomic": 0,  # files that appear whole or not at all; imports nothing of ours
+    "u2net_hub.allocator": 0,  # glibc's malloc settings (ctypes only), set by the CLI before any heavy import
     "u2net_hub.layers": 1,
     "u2net_hub.hub": 1,
     "u2net_hub.processing": 1,
@@ -65,6 +72,7 @@ class _Imports(ast.NodeVisitor):
         self.known = known
         self.depth = 0
         self.found: list[tuple[int, list[str], bool]] = []
+        self.dynamic: list[int] = []  # lines that call importlib.import_module / __import__
 
     def _function(self, node):
         self.depth += 1
@@ -72,6 +80,13 @@ class _Imports(ast.NodeVisitor):
         self.depth -= 1
 
     visit_FunctionDef = visit_AsyncFunctionDef = visit_Lambda = _function
+
+    def visit_Call(self, node: ast.Call):
+        function = node.func
+        name = function.attr if isinstance(function, ast.Attribute) else getattr(function, "id", "")
+        if name in ("import_module", "__import__"):
+            self.dynamic.append(node.lineno)
+        self.generic_visit(node)
 
     def visit_Import(self, node: ast.Import):
         targets = [alias.name for alias in node.names if alias.name.split(".")[0] == PACKAGE]
@@ -92,8 +107,22 @@ class _Imports(ast.NodeVisitor):
         self.found.append((node.lineno, targets, self.depth > 0))
 
 
+#: The modules allowed to import our own modules by name, and the module-level table each one reads them from.
+LAZY_TABLES = {"u2net_hub": "_LAZY", "u2net_hub.cli": "COMMAND_MODULES"}
+
+
+def lazy_table(source: str, variable: str) -> dict[str, str]:
+    """The literal dict assigned to `variable` at module level (empty when there is none)."""
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == variable for t in node.targets):
+            return ast.literal_eval(node.value)
+    return {}
+
+
 def import_graph(sources: dict[str, tuple[str, bool]]) -> tuple[dict[str, set[str]], list[str]]:
     """Module -> the package modules it imports, and the function-level imports of our own package.
+
+    The lazy tables (:data:`LAZY_TABLES`) count as imports of the modules they name.
 
     Args:
         sources: module name -> (its source, whether it is a package ``__init__``).
@@ -109,6 +138,11 @@ def import_graph(sources: dict[str, tuple[str, bool]]) -> tuple[dict[str, set[st
             graph[name].update(targets)
             if in_function:
                 lazy.append(f"{name}:{line} imports {', '.join(targets)} inside a function")
+        if name in LAZY_TABLES:
+            graph[name].update(t for t in lazy_table(source, LAZY_TABLES[name]).values() if t != name)
+        elif visitor.dynamic:
+            lazy.append(f"{name}:{visitor.dynamic[0]} imports a module by name (only the tables in "
+                        f"{', '.join(LAZY_TABLES)} may)")
     return graph, lazy
 
 
@@ -176,6 +210,13 @@ def test_the_core_chain_is_wired_as_documented():
          ["cycle: u2net_hub.a -> u2net_hub.b -> u2net_hub.a"]),
         ({"u2net_hub.commands.x": ("from .. import DEMO_MODEL\n", False), "u2net_hub": ("", True)},
          ["back-edge: u2net_hub.commands.x (tier 6) imports u2net_hub (tier 9)"]),
+        ({"u2net_hub.losses": ("import importlib\nM = importlib.import_module('u2net_hub.modeling')\n", False),
+          "u2net_hub.modeling": ("", False)},
+         ["u2net_hub.losses:2 imports a module by name"]),
+        ({"u2net_hub.cli": ("COMMAND_MODULES = {'x': 'u2net_hub.commands.x'}\n", False),
+          "u2net_hub.commands.x": ("from .. import cli\n", False)},
+         ["back-edge: u2net_hub.commands.x (tier 6) imports u2net_hub.cli (tier 7)",
+          "cycle: u2net_hub.cli -> u2net_hub.commands.x -> u2net_hub.cli"]),
         ({"u2net_hub.losses": ("import torch\nfrom .modeling import U2NetOutput\n", False),
           "u2net_hub.modeling": ("def f():\n    import onnx\n", False)},
          []),
@@ -188,13 +229,43 @@ def test_the_checker_sees_lazy_imports_back_edges_and_cycles(sources, expected):
         assert any(wanted in problem for problem in problems), (wanted, problems)
 
 
-def test_import_u2net_hub_loads_only_library_modules_the_graph_knows():
-    """What `import u2net_hub` really loads: modules this test read, and none of the command line."""
-    loaded = subprocess.run(
-        [sys.executable, "-c", "import sys, u2net_hub; print(*sorted(m for m in sys.modules if m.startswith('u2net_hub')))"],
+def _loaded_after(code: str) -> list[str]:
+    return subprocess.run(
+        [sys.executable, "-c", code + "\nimport sys; print('MODULES', *sorted(sys.modules))"],
         capture_output=True, text=True, check=True, timeout=300,
-    ).stdout.split()
+    ).stdout.splitlines()[-1].split()[1:]
+
+
+def test_the_public_names_load_only_library_modules_the_graph_knows():
+    """What `from u2net_hub import U2Net, predict` really loads: modules this test read, none of the command line."""
+    assert [m for m in _loaded_after("import u2net_hub") if m.startswith(PACKAGE)] == ["u2net_hub", "u2net_hub.configs"]
+    loaded = [m for m in _loaded_after("from u2net_hub import U2Net, predict") if m.startswith(PACKAGE)]
     known = set(package_sources())
     assert "u2net_hub.modeling" in loaded and "u2net_hub.layers" in loaded
     assert set(loaded) <= known
     assert not [m for m in loaded if tier(m) >= TIERS["u2net_hub.commands"] and m != PACKAGE]
+
+
+def test_every_lazy_name_and_command_module_exists():
+    import importlib
+
+    import u2net_hub
+    from u2net_hub.cli import COMMAND_MODULES, build_parser
+
+    assert set(u2net_hub._LAZY) == set(u2net_hub.__all__) - {"__version__"}
+    for name, module in u2net_hub._LAZY.items():
+        assert getattr(u2net_hub, name) is getattr(importlib.import_module(module), name), name
+    subcommands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    assert set(COMMAND_MODULES) == set(subcommands.choices)
+    for module in COMMAND_MODULES.values():
+        assert callable(importlib.import_module(module).run), module
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["--version"], ["predict", "--help"], ["evaluate", "--help"],
+                                  ["convert", "--help"], ["export-onnx", "--help"], ["profile", "--help"]])
+def test_help_imports_no_heavy_package(argv):
+    """`u2net --help` and every `u2net X --help` answer from the argument tables alone: no torch, gradio or onnx."""
+    loaded = _loaded_after(f"from u2net_hub.cli import main\ntry:\n    main({argv!r})\nexcept SystemExit:\n    pass")
+    heavy = {"torch", "gradio", "onnx", "onnxruntime", "datasets", "numpy", "PIL"} & set(loaded)
+    assert not heavy, heavy
+    assert "u2net_hub.commands.predict" not in loaded

@@ -1,33 +1,45 @@
 """The `u2net` command line: a thin dispatcher over `u2net_hub.commands.*`.
 
-Each subcommand lives in its own module with ``register(subparsers)`` and
-``run(args)``; heavy optional packages (datasets, onnx) are imported only by
-the library functions that need them.
+The arguments of every subcommand are in :mod:`u2net_hub.commands.parsers`,
+which imports nothing heavy, so `u2net --help` and `u2net predict --help`
+answer without loading torch. Only once the arguments are parsed is the one
+command module that runs them imported, by name, from :data:`COMMAND_MODULES`
+(with ``importlib``: the only place in the package that imports a module of its
+own lazily; tests/test_import_graph.py reads this table and holds its edges to
+the same one-way rule as every other import).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 
-from .acceleration import reuse_freed_memory
-from .commands import convert, evaluate, export_onnx, predict, profile
-from .hub import __version__
+from .allocator import reuse_freed_memory
+from .commands.parsers import SUBCOMMANDS
+from .configs import __version__
 
-COMMANDS = (predict, convert, evaluate, export_onnx, profile)
+#: Subcommand -> the module whose ``run(args)`` runs it (imported only when that subcommand runs).
+COMMAND_MODULES = {
+    "predict": "u2net_hub.commands.predict",
+    "convert": "u2net_hub.commands.convert",
+    "evaluate": "u2net_hub.commands.evaluate",
+    "export-onnx": "u2net_hub.commands.export_onnx",
+    "profile": "u2net_hub.commands.profile",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The `u2net` argument parser with every subcommand registered.
 
     Returns:
-        The parser; ``parse_args`` gives a namespace whose ``run(args)`` runs the command.
+        The parser; ``parse_args`` gives a namespace whose ``command`` names the subcommand.
     """
     parser = argparse.ArgumentParser(prog="u2net", description="U²-Net salient object detection")
     parser.add_argument("--version", action="version", version=f"u2net-hub {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for command in COMMANDS:
-        command.register(subparsers)
+    for register in SUBCOMMANDS:
+        register(subparsers)
     return parser
 
 
@@ -43,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     reuse_freed_memory()  # this process is ours: keep activation buffers between images
     try:
-        return int(args.run(args) or 0)
+        command = importlib.import_module(COMMAND_MODULES[args.command])
+        return int(command.run(args) or 0)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -6,13 +6,16 @@ channel widths, whether it is the dilated ("F") kind, and which block it is:
 the paper's RSU (the default) or one of the blocks it is compared with
 (see :mod:`u2net_hub.layers`). A configuration is just that table plus the
 pre-processing its weights expect, so a custom configuration is a different
-table, never a different class.
+table, never a different class. The package version lives here too: the
+lowest module, which imports nothing heavy (`u2net --version` reads it).
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Mapping, Sequence
+
+__version__ = "0.1.0"
 
 #: The order of the stages in every table; the names are the state-dict prefixes.
 ENCODER_STAGES = ("stage1", "stage2", "stage3", "stage4", "stage5", "stage6")

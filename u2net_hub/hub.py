@@ -22,9 +22,7 @@ from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntr
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from .configs import ConfigError
-
-__version__ = "0.1.0"
+from .configs import ConfigError, __version__  # re-exported: where the model card and the Hub code read it
 
 #: The bundled demo checkpoint: the tiny configuration trained on the synthetic set.
 #: It ships inside the package so `u2net predict` and the Space work offline.

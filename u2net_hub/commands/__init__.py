@@ -1,4 +1,4 @@
-"""Subcommands of the `u2net` command line, one module each: argument parsing and calls into the library."""
+"""Subcommands of the `u2net` command line: their arguments in `parsers` (light), one module each that runs it."""
 
 from __future__ import annotations
 

@@ -13,29 +13,9 @@ from pathlib import Path
 from ..convert import PushError
 from ..datasets_io import DatasetPredictionError, predict_dataset
 from ..video import VideoError, is_video_file, output_name, predict_video
-from . import positive_int
 
 
 DEMO_NAME = "u2net-tiny-synthetic (bundled demo)"
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group(
-        "datasets", "predict a whole `datasets` dataset into Parquet shards (resumable; under `accelerate launch "
-        "-m u2net_hub predict ...` every process takes its own shards)")
-    group.add_argument("--dataset", metavar="D", default=None,
-                       help="a Hub dataset id (streamed), a local imagefolder or a save_to_disk folder")
-    group.add_argument("--output-dataset", metavar="DIR", default=None,
-                       help="folder of Parquet shards + dataset card; rerun the same command to resume")
-    group.add_argument("--split", default="train", help="the split of D to predict (default train)")
-    group.add_argument("--dataset-config", default=None, help="the configuration of D, for Hub datasets that have several")
-    group.add_argument("--image-column", default="image", help="the column holding the images (default image)")
-    group.add_argument("--shard-size", type=positive_int, default=1000,
-                       help="rows per output file, the unit of work and of resuming (default 1000)")
-    group.add_argument("--keep-image", action="store_true", help="also keep the input image column in the output")
-    group.add_argument("--push-to-hub", metavar="REPO", default=None,
-                       help="upload the output dataset as a dataset repo when done (it is saved locally first)")
-    group.add_argument("--private", action="store_true", help="create the Hub repo as private (with --push-to-hub)")
 
 
 def uses_dataset(args: argparse.Namespace) -> bool:
@@ -56,6 +36,8 @@ def run_dataset(args: argparse.Namespace, load_model) -> int:
         return usage(f"--dataset writes masks; --format {args.format} applies to files only")
     if args.background is not None:
         return usage("--background only applies to --format rgba")
+    if args.output_format is not None or args.quality is not None:
+        return usage("--dataset stores masks as PNG in Parquet; --output-format and --quality apply to files only")
     if args.shard_size < 1:
         return usage(f"--shard-size must be at least 1, got {args.shard_size}")
     model, error = load_model(args.model)

@@ -31,7 +31,6 @@ from ..hub import DEMO_MODEL, ModelLoadError, __version__
 from ..metrics import BETA2, BOUNDARY_RADIUS, SODMetrics, format_table
 from ..modeling import U2Net
 from ..processing import set_max_pixels
-from . import add_fast_path_arguments, positive_int
 
 #: Shown in full up to this many; the JSON output always lists all of them.
 MAX_LISTED = 10
@@ -39,49 +38,6 @@ MAX_LISTED = 10
 
 class UsageError(Exception):
     """A problem with the command line or its inputs: printed as one line, exit status 2."""
-
-
-def register(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "evaluate",
-        help="SOD metrics (maxF, MAE, wF, S-measure, E-measure, relaxed boundary F) for a model or saved masks",
-        description=(
-            "Score a model on a dataset (--dataset, with --model or the bundled demo model) or saved predictions "
-            "against ground-truth masks (--pred-dir and --gt-dir, files paired by name). Prints a table; --output "
-            "writes the metrics and what was scored as JSON."
-        ),
-    )
-    model = parser.add_argument_group("model on a dataset")
-    model.add_argument("--model", "-m", default=None,
-                       help="a save_pretrained folder or a Hub repo id (default: the bundled demo model)")
-    model.add_argument("--dataset", "-d", default=None,
-                       help="a Hub dataset id, an imagefolder with metadata.jsonl, or a folder with images/ and masks/")
-    model.add_argument("--split", default=None, help="dataset split (default: test for a Hub dataset, the only "
-                       "split of a local folder)")
-    model.add_argument("--image-column", default="image", help="column of the input images (default: image)")
-    model.add_argument("--mask-column", default="mask", help="column of the ground-truth masks (default: mask)")
-    model.add_argument("--limit", type=positive_int, default=None, help="score only the first N rows")
-    model.add_argument("--batch-size", type=positive_int, default=8, help="images per forward pass (default 8)")
-    add_fast_path_arguments(model)
-    model.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda when available)")
-    model.add_argument("--max-pixels", type=positive_int, default=None, metavar="N",
-                       help="refuse images of more than N pixels (default: about 179 million, Pillow's guard "
-                            "against decompression bombs)")
-    model.add_argument("--save-predictions", metavar="DIR", default=None,
-                       help="also write each predicted map as an 8-bit PNG to DIR (re-scorable with --pred-dir)")
-    saved = parser.add_argument_group("saved predictions")
-    saved.add_argument("--pred-dir", default=None,
-                       help="folder of prediction images (searched recursively); of an RGBA cutout, the alpha "
-                            "channel is scored")
-    saved.add_argument("--gt-dir", default=None, help="folder of ground-truth masks (searched recursively)")
-    out = parser.add_argument_group("output")
-    out.add_argument("--output", "-o", default=None, help="write the metrics and metadata to this JSON file")
-    out.add_argument("--per-image", action="store_true", help="include every image's scores in the JSON output")
-    out.add_argument("--strict", action="store_true",
-                     help="exit with status 1 when any item was unmatched or unreadable, or a mask's size differs "
-                          "from its image's (still prints the metrics)")
-    out.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    parser.set_defaults(run=run)
 
 
 # ------------------------------------------------------------ model on a dataset

@@ -8,44 +8,6 @@ from pathlib import Path
 from ..configs import ConfigError
 from ..export import DEFAULT_OPSET, ExportError, export_onnx, rembg_size_warning
 from ..hub import DEMO_MODEL, CheckpointMismatchError
-from . import positive_int
-
-
-def register(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "export-onnx",
-        help="export a model to ONNX (dynamic batch and size; output 0 = fused sigmoid map, as rembg expects)",
-        description=(
-            "Export a U²-Net to one .onnx file with dynamic batch, height and width. Output 0 is the fused "
-            "sigmoid map, so the file works with `rembg i -m u2net_custom -x '{\"model_path\": \"~/.u2net/OUT.onnx\"}' in.jpg out.png` "
-            "(copy it to ~/.u2net first: rembg only loads custom models from its models folder). "
-            "The pre-processing (mean, std, input size, divide-by-max) is stored in the file's metadata. "
-            "After exporting, the file is run once through onnxruntime and compared with PyTorch."
-        ),
-    )
-    parser.add_argument(
-        "model", nargs="?", default=None,
-        help="a folder written by save_pretrained, or a Hub id (default: the bundled demo model); "
-        "a single argument ending in .onnx is the output, with the bundled demo model",
-    )
-    parser.add_argument("output", nargs="?", default=None, help="the .onnx file to write (default: model.onnx)")
-    parser.add_argument("--opset", type=int, default=None, help="ONNX opset (default 18; >= 18 for the dynamo exporter)")
-    parser.add_argument(
-        "--size", type=positive_int, default=None,
-        help="input size recorded in the metadata and used for tracing (default: the model's own input size, "
-        "from its config.json); the file accepts any size",
-    )
-    parser.add_argument("--sides", action="store_true", help="also output the six side maps (outputs 1-6)")
-    parser.add_argument(
-        "--fp16", action="store_true",
-        help="store and compute in float16 inside the graph (float32 input/output stay); half the file, for GPU runtimes",
-    )
-    parser.add_argument(
-        "--exporter", choices=("dynamo", "torchscript"), default="dynamo",
-        help="torch.onnx exporter: dynamo (default, needs onnxscript) or the older TorchScript tracer",
-    )
-    parser.add_argument("--no-check", action="store_true", help="skip the onnxruntime-vs-PyTorch comparison")
-    parser.set_defaults(run=run)
 
 
 def run(args) -> int:

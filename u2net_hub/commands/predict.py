@@ -23,78 +23,13 @@ from ..hub import ModelLoadError
 from ..inference import iter_predictions
 from ..matting import MattingError, MattingOptions, post_process_mask
 from ..modeling import U2Net
-from ..pipeline import save_image
+from ..pipeline import DEFAULT_QUALITY, OUTPUT_SUFFIXES, save_image
 from ..processing import IMAGE_EXTENSIONS, ImageLoadError, parse_background, set_max_pixels, to_mask
 from ..video import VIDEO_EXTENSIONS
 from . import _predict_scale as _scale
-from . import add_fast_path_arguments, positive_int
+from .parsers import MAPPING_NAME, MARKER_NAME
 
-FORMATS = ("mask", "rgba", "sides")
-#: Written into every output folder: marks it as ours, so a later run over a parent folder skips it.
-MARKER_NAME = ".u2net-predict.json"
-#: Written into the output folder when some output names differ from their input's (name clashes).
-MAPPING_NAME = "outputs.csv"
 _WALKED = IMAGE_EXTENSIONS | VIDEO_EXTENSIONS
-
-
-def register(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "predict",
-        help="write saliency masks or RGBA cutouts for images, folders and globs",
-        description=(
-            "Predict saliency for every image given (files, folders searched recursively, glob patterns) and "
-            "write PNGs to DIR, keeping the inputs' relative paths: DIR/<stem>.png, or with --format sides "
-            "DIR/<stem>_side1.png .. _side6.png and DIR/<stem>_fused.png. Where two inputs would get the same "
-            f"name, both keep their extension (a.jpg -> a.jpg.png) and DIR/{MAPPING_NAME} maps every input to "
-            "its output. Output folders of earlier runs inside the inputs are skipped."
-        ),
-    )
-    parser.add_argument("inputs", nargs="*", metavar="INPUT", help="image or video files, folders or glob patterns")
-    parser.add_argument("--model", "-m", default=None,
-                        help="a save_pretrained folder or a Hub repo id (default: the bundled demo model)")
-    parser.add_argument("--output-dir", "-o", default=None, metavar="DIR",
-                        help="the folder to write the PNGs to (created if needed; videos too)")
-    parser.add_argument("--format", "-f", choices=FORMATS, default=None,
-                        help="mask (the default): 8-bit mask; rgba: cutout with the mask as alpha; sides: the six side outputs and the fused map")
-    parser.add_argument("--normalize", action="store_true", help="min-max each map per image (the original's normPRED)")
-    parser.add_argument("--threshold", type=float, default=None,
-                        help="binarise at this probability (0..1) instead of writing soft masks")
-    parser.add_argument("--background", default=None,
-                        help="with --format rgba: fill the background with a colour (white, '#00ff00', 0,255,0) or 'blur'")
-    matting = parser.add_argument_group(
-        "alpha matting (rembg's flags; see docs/matting.md)",
-        "refine the edge (hair, fur) from the photo's own colours at full resolution and remove the background's "
-        "colour from it; applies to --format rgba (the cutout) and --format mask (the refined alpha)",
-    )
-    matting.add_argument("--alpha-matting", action="store_true",
-                         help="estimate the alpha with closed-form matting in the band where the mask is unsure")
-    matting.add_argument("--alpha-matting-foreground-threshold", type=int, default=None, metavar="0..255",
-                         help="mask level at or above which a pixel is surely object (default 240)")
-    matting.add_argument("--alpha-matting-background-threshold", type=int, default=None, metavar="0..255",
-                         help="mask level at or below which a pixel is surely background (default 10)")
-    matting.add_argument("--alpha-matting-erode-size", type=int, default=None, metavar="N",
-                         help="erode the sure regions by N pixels per 1000 px of the longer side (default 10)")
-    parser.add_argument("--post-process-mask", action="store_true",
-                        help="rembg's morphological clean-up of the mask: opening (3x3 cross), Gaussian blur (sigma 2), "
-                             "cut at 127; gives a hard mask with a smooth outline")
-    parser.add_argument("--only-mask", action="store_true",
-                        help="rembg's spelling of --format mask (write the mask, not the cutout)")
-    parser.add_argument("--batch-size", type=positive_int, default=8, help="images per forward pass (default 8)")
-    add_fast_path_arguments(parser)
-    parser.add_argument("--compile", action="store_true",
-                        help="also run the fast path through torch.compile (slow start, faster on long GPU batch jobs)")
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda when available)")
-    parser.add_argument("--max-pixels", type=positive_int, default=None, metavar="N",
-                        help="refuse images of more than N pixels (default: about 179 million, Pillow's guard "
-                             "against decompression bombs); raise it for trusted, larger files")
-    parser.add_argument("--compress-level", type=int, default=None, choices=range(10), metavar="0-9",
-                        help="zlib level of the PNGs (default: fast settings, files ~10-15%% larger than "
-                        "Pillow's level 6; 6 = smallest and several times slower)")
-    parser.add_argument("--draft", action="store_true",
-                        help="masks and sides: decode JPEGs at 1/2..1/8 scale (faster; masks differ from a full "
-                        "decode by a few grey levels at edges)")
-    _scale.add_arguments(parser)
-    parser.set_defaults(run=run)
 
 
 # ---------------------------------------------------------------- the inputs
@@ -141,7 +76,7 @@ def _inside_our_output(path: Path, skip: Path) -> Path | None:
 
 
 def collect_inputs(inputs: list[str], output_dir: Path, fmt: str = "mask",
-                   skipped: set[Path] | None = None) -> tuple[list[tuple[Path, PurePath]], list[str]]:
+                   skipped: set[Path] | None = None, suffix: str = ".png") -> tuple[list[tuple[Path, PurePath]], list[str]]:
     """(file, output stem relative to DIR) pairs in a stable order, and one message per input that matched nothing.
 
     Folders that are output folders of this command (the current one, or one
@@ -178,15 +113,16 @@ def collect_inputs(inputs: list[str], output_dir: Path, fmt: str = "mask",
                     jobs.append((match, match.relative_to(base).with_suffix("")))
         else:
             problems.append(f"{text}: no such file or folder")
-    return _deduplicate(jobs, fmt), problems
+    return _deduplicate(jobs, fmt, suffix), problems
 
 
-def _names(stem: PurePath, fmt: str) -> list[str]:
+def _names(stem: PurePath, fmt: str, suffix: str = ".png") -> list[str]:
     """The output file names of a stem, case-folded (two names that differ in case clash on macOS and Windows)."""
-    return [p.as_posix().casefold() for p in _outputs(stem, Path("."), fmt)]
+    return [p.as_posix().casefold() for p in _outputs(stem, Path("."), fmt, suffix)]
 
 
-def _deduplicate(jobs: list[tuple[Path, PurePath]], fmt: str = "mask") -> list[tuple[Path, PurePath]]:
+def _deduplicate(jobs: list[tuple[Path, PurePath]], fmt: str = "mask",
+                 suffix: str = ".png") -> list[tuple[Path, PurePath]]:
     """Each file once. Files whose outputs would clash keep their extension in the name (``a.jpg`` ->
     ``a.jpg.png``, then ``a.jpg-2.png``), and no renamed output takes a name that another input's
     output has by right."""
@@ -200,25 +136,25 @@ def _deduplicate(jobs: list[tuple[Path, PurePath]], fmt: str = "mask") -> list[t
 
     owners: dict[str, int] = {}
     for i, (_, stem) in enumerate(unique):
-        for name in _names(stem, fmt):
+        for name in _names(stem, fmt, suffix):
             owners[name] = owners.get(name, 0) + 1
-    clashing = [any(owners[name] > 1 for name in _names(stem, fmt)) for _, stem in unique]
-    taken = {name for (_, stem), clash in zip(unique, clashing) if not clash for name in _names(stem, fmt)}
+    clashing = [any(owners[name] > 1 for name in _names(stem, fmt, suffix)) for _, stem in unique]
+    taken = {name for (_, stem), clash in zip(unique, clashing) if not clash for name in _names(stem, fmt, suffix)}
     result = []
     for (source, stem), clash in zip(unique, clashing):
         if clash:
             base = f"{stem.name}{source.suffix.lower() or '.noext'}"
             candidate, n = stem.with_name(base), 1
-            while any(name in taken for name in _names(candidate, fmt)):
+            while any(name in taken for name in _names(candidate, fmt, suffix)):
                 n += 1
                 candidate = stem.with_name(f"{base}-{n}")
             stem = candidate
-        taken.update(_names(stem, fmt))
+        taken.update(_names(stem, fmt, suffix))
         result.append((source, stem))
     return result
 
 
-def write_mapping(jobs: list[tuple[Path, PurePath]], output_dir: Path, fmt: str) -> int:
+def write_mapping(jobs: list[tuple[Path, PurePath]], output_dir: Path, fmt: str, suffix: str = ".png") -> int:
     """Write DIR/outputs.csv (input, output) for every input when some output name is not its input's stem.
 
     Returns how many names were changed (0: nothing written)."""
@@ -232,7 +168,7 @@ def write_mapping(jobs: list[tuple[Path, PurePath]], output_dir: Path, fmt: str)
         writer = csv.writer(handle)
         writer.writerow(["input", "output"])
         for source, stem in jobs:
-            for target in _outputs(stem, output_dir, fmt):
+            for target in _outputs(stem, output_dir, fmt, suffix):
                 writer.writerow([str(source), target.relative_to(output_dir).as_posix()])
     return changed
 
@@ -248,16 +184,16 @@ def _load_model(name: str | None):
         return None, str(error)
 
 
-def _outputs(stem: PurePath, output_dir: Path, fmt: str) -> list[Path]:
+def _outputs(stem: PurePath, output_dir: Path, fmt: str, suffix: str = ".png") -> list[Path]:
     if fmt == "sides":
-        names = [f"{stem.name}_side{k}.png" for k in range(1, 7)] + [f"{stem.name}_fused.png"]
+        names = [f"{stem.name}_side{k}{suffix}" for k in range(1, 7)] + [f"{stem.name}_fused{suffix}"]
     else:
-        names = [f"{stem.name}.png"]
+        names = [f"{stem.name}{suffix}"]
     return [output_dir / stem.parent / name for name in names]
 
 
 def _save(image, target: Path, args) -> None:
-    save_image(image, target, compress_level=args.compress_level)
+    save_image(image, target, args.output_format, compress_level=args.compress_level, quality=args.quality)
 
 
 MATTING_KNOBS = ("alpha_matting_foreground_threshold", "alpha_matting_background_threshold", "alpha_matting_erode_size")
@@ -323,6 +259,25 @@ def _check_matting(args) -> str | None:
     return None
 
 
+def _check_output_format(args) -> str | None:
+    """The one-line usage error for --output-format, --quality and --compress-level that do not fit, or None.
+
+    Sets ``args.output_format`` (default png) and ``args.quality`` (default 90) when they are fine."""
+    fmt = args.output_format or "png"
+    if args.quality is not None and fmt == "png":
+        return "--quality applies to --output-format webp or jpeg (PNG is lossless; see --compress-level)"
+    if args.quality is not None and not 1 <= args.quality <= 100:
+        return f"--quality must be from 1 to 100, got {args.quality}"
+    if args.compress_level is not None and fmt != "png":
+        return f"--compress-level applies to PNG outputs, not --output-format {fmt}"
+    if fmt == "jpeg" and args.format == "rgba" and args.background is None:
+        return ("--output-format jpeg has no alpha channel: give --background (e.g. white) for RGB cutouts, "
+                "or write rgba as png or webp")
+    args.output_format = fmt
+    args.quality = DEFAULT_QUALITY if args.quality is None else args.quality
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     def usage(message: str) -> int:
         print(f"u2net predict: {message}", file=sys.stderr)
@@ -345,6 +300,9 @@ def run(args: argparse.Namespace) -> int:
         return usage("--background only applies to --format rgba")
     if args.compile and not args.fast:
         return usage("--compile compiles the fast path; it cannot be combined with --no-fast")
+    problem = _check_output_format(args)
+    if problem:
+        return usage(problem)
     problem = _check_matting(args)
     if problem:
         return usage(problem)
@@ -360,7 +318,8 @@ def run(args: argparse.Namespace) -> int:
     if args.max_pixels is not None:
         set_max_pixels(args.max_pixels)
     skipped: set[Path] = set()
-    jobs, problems = collect_inputs(args.inputs, output_dir, args.format, skipped)
+    suffix = OUTPUT_SUFFIXES[args.output_format]
+    jobs, problems = collect_inputs(args.inputs, output_dir, args.format, skipped, suffix)
     for folder in sorted(skipped):
         if folder.resolve() != output_dir.resolve():
             print(f"u2net predict: not reading {folder}: an output folder of an earlier run", file=sys.stderr)
@@ -389,12 +348,12 @@ def run(args: argparse.Namespace) -> int:
             # Only a folder of outputs is marked: one that also holds inputs must stay readable to later runs.
             (output_dir / MARKER_NAME).write_text(json.dumps({"written_by": "u2net predict",
                                                                "format": args.format}) + "\n")
-        renamed = write_mapping(jobs, output_dir, args.format)
+        renamed = write_mapping(jobs, output_dir, args.format, suffix)
     except OSError as error:
         return usage(f"cannot write to --output-dir {output_dir}: {error}")
     if renamed:
         print(f"u2net predict: {renamed} inputs share a name with another input; their outputs keep the "
-              f"extension (e.g. {next(s for src, s in jobs if s.name != src.stem).name}.png). "
+              f"extension (e.g. {next(s for src, s in jobs if s.name != src.stem).name}{suffix}). "
               f"{output_dir / MAPPING_NAME} maps every input to its output.", file=sys.stderr)
 
     def fail(source: Path, reason: str) -> None:
@@ -410,7 +369,7 @@ def run(args: argparse.Namespace) -> int:
     ok += _scale.run_videos(videos, args, model, output_dir, fail)
     runnable = []
     for source, stem in jobs:
-        targets = _outputs(stem, output_dir, args.format)
+        targets = _outputs(stem, output_dir, args.format, suffix)
         if any(t.resolve() in sources for t in targets):
             fail(source, "its output would overwrite an input image; choose another --output-dir")
         else:

@@ -17,47 +17,12 @@ from pathlib import Path
 
 import torch
 
-from ..configs import BLOCK_NAMES
 from ..modeling import U2Net
 from ..profile import BLOCK_FIGURE, format_block_table, format_profile, plot_blocks, profile_blocks, profile_model
-from . import non_negative_int, positive_int
 
 
 class UsageError(Exception):
     """A problem with the command line: printed as one line, exit status 2."""
-
-
-def register(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "profile",
-        help="parameters, GFLOPs, activation memory and ms per image, per stage; --blocks: the paper's block figure",
-        description=(
-            "Profile a model per stage: exact parameter count, GFLOPs (convolutions and linear layers, one "
-            "multiply-add = 2 FLOPs, as torch.utils.flop_counter counts), the memory of the tensors one forward "
-            "pass creates, and the measured median ms of a batch-1 forward pass on this machine. --blocks instead "
-            "profiles each block of the paper's comparison alone (320x320x3 -> 320x320x64) and draws a bar chart."
-        ),
-    )
-    which = parser.add_argument_group("what to profile")
-    which.add_argument("--model", "-m", default=None, metavar="PATH_OR_ID",
-                       help="a save_pretrained folder or a Hub repo id")
-    which.add_argument("--variant", choices=["full", "tiny"], default=None,
-                       help="a freshly built published configuration (default: tiny, unless --model is given)")
-    which.add_argument("--block", choices=list(BLOCK_NAMES), default=None,
-                       help="with --variant: put this block in every stage (default: rsu)")
-    which.add_argument("--blocks", action="store_true",
-                       help="the paper's block figure: every block alone, 320x320x3 -> 320x320x64 (mid 32, height 7)")
-    how = parser.add_argument_group("how")
-    how.add_argument("--size", type=positive_int, default=None,
-                     help="input height and width (default: 320, or the model's input size)")
-    how.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default: cpu)")
-    how.add_argument("--repeats", type=non_negative_int, default=5,
-                     help="timed forward passes, median reported (default 5; 0: no timing)")
-    out = parser.add_argument_group("output")
-    out.add_argument("--json", default=None, metavar="PATH", help="also write the numbers to this JSON file")
-    out.add_argument("--png", default=None, metavar="PATH",
-                     help="with --blocks: where to write the bar chart (default: u2net-blocks.png)")
-    parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
