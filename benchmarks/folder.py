@@ -4,15 +4,18 @@ Both tools run the same weights: ours from the save_pretrained folder, rembg fro
 `u2net export-onnx` and loaded as `u2net_custom` (rembg only loads custom models from its models folder, so
 the file goes to a temporary U2NET_HOME). Masks (`rembg p -om`) and RGBA cutouts (`rembg p`) are timed
 side by side, round after round, start-up included; the table gives the best and the median of the rounds
-and the ratio of the medians. It also gives the limit: the network alone at the same batch size (random
-the folder's first photos, warm, the CLI's allocator and OpenMP settings), and the masks' end-to-end throughput against it, with start-up
-and without (from a second run on a single photo: (N - 1) / (T_N - T_1)).
+and the ratio of the medians. It also gives the limit: the network alone at the same batch size (on the
+folder's first photos, warm, the CLI's allocator setting), as one pass on all threads and as the pipeline
+runs it (the batch split into single-threaded lanes), each under OpenMP's PASSIVE (what `import u2net_hub`
+sets) and ACTIVE wait policies; and the masks' end-to-end throughput against it, with start-up and without
+(from a second run on a single photo: (N - 1) / (T_N - T_1)). Last, the start-up of whole processes (import,
+`--help`, the demo model built), optionally beside an older source tree (--startup-baseline SRC).
 
 rembg runs from its own virtual environment (default /work/wt/rembg-venv/bin/rembg, or --rembg PATH; create
 one with `python3 -m venv VENV && VENV/bin/pip install "rembg[cpu,cli]"`); without it, its columns are skipped
 with a message. The photos are written by benchmarks/photos.py (scikit-image's photographs at camera sizes).
 
-    python benchmarks/folder.py [--rounds 3] [--batch-size 8] [--photos DIR] [--rembg PATH]
+    python benchmarks/folder.py [--rounds 3] [--batch-size 8] [--photos DIR] [--rembg PATH] [--startup-baseline SRC]
 """
 
 from __future__ import annotations
@@ -38,24 +41,46 @@ DEFAULT_REMBG = "/work/wt/rembg-venv/bin/rembg"
 NETWORK_ONLY = r"""
 from u2net_hub import U2Net  # first, so torch loads with the OpenMP setting the CLI runs with
 import glob, json, sys, time, numpy as np, torch
+from concurrent.futures import ThreadPoolExecutor
 from u2net_hub.acceleration import optimized_for_inference, reuse_freed_memory
+from u2net_hub.pipeline import _forward, _lane_threads, cpu_lanes
 from u2net_hub.processing import image_to_array, load_image
 reuse_freed_memory()
-model = U2Net.from_pretrained(sys.argv[1]).eval(); batch = int(sys.argv[2])
+model = U2Net.from_pretrained(sys.argv[1]).eval(); batch = int(sys.argv[2]); repeats = int(sys.argv[3])
 network = optimized_for_inference(model)
 # The folder's own first photos: on torch.randn input this network runs several times slower than on images.
 photos = sorted(glob.glob(sys.argv[4] + "/*"))[:batch]
-x = torch.from_numpy(np.stack([image_to_array(load_image(p), model.preprocessing) for p in photos]))
-with torch.inference_mode():
+x = np.stack([image_to_array(load_image(p), model.preprocessing) for p in photos])
+threads = torch.get_num_threads()
+lanes = cpu_lanes(torch.device("cpu"), batch, threads)
+pool = ThreadPoolExecutor(lanes, initializer=_lane_threads, initargs=(max(1, threads // lanes),))
+def one_pass():
+    _forward(network, torch.device("cpu"), x, False)
+def in_lanes():  # what the pipeline does: the batch split, single-threaded passes at once
+    for f in [pool.submit(_forward, network, torch.device("cpu"), part, False) for part in np.array_split(x, lanes)]:
+        f.result()
+result = {"lane_count": lanes}
+for name, run in (("one_pass", one_pass), ("lanes", in_lanes)):
     for _ in range(3):
-        network(x)
+        run()
     times = []
     cpu = time.process_time()
-    for _ in range(int(sys.argv[3])):
-        start = time.perf_counter(); network(x); times.append(time.perf_counter() - start)
-    cpu = (time.process_time() - cpu) / (int(sys.argv[3]) * batch)
-print(json.dumps({"seconds_per_batch": sorted(times)[len(times) // 2], "cpu_seconds_per_image": cpu}))
+    for _ in range(repeats):
+        start = time.perf_counter(); run(); times.append(time.perf_counter() - start)
+    result[name] = {"seconds_per_batch": sorted(times)[len(times) // 2],
+                    "cpu_seconds_per_image": (time.process_time() - cpu) / (repeats * batch)}
+print(json.dumps(result))
 """
+
+#: Start-up, each a whole process: the import, the help texts, and the demo model built and made fast.
+STARTUP = {
+    "import u2net_hub": "import u2net_hub",
+    "u2net --help": "from u2net_hub.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass",
+    "u2net predict --help": "from u2net_hub.cli import main\ntry:\n    main(['predict', '--help'])\nexcept SystemExit:\n    pass",
+    "import + demo model": "from u2net_hub import U2Net\nU2Net.load(None)",
+    "import + demo model + fast copy": "from u2net_hub import U2Net\nfrom u2net_hub.acceleration import "
+                                       "optimized_for_inference\noptimized_for_inference(U2Net.load(None).eval())",
+}
 
 
 def cpu_name() -> str:
@@ -84,13 +109,14 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def timed(command: list[str], env: dict, expect: int | None = None, out: Path | None = None) -> float:
+def timed(command: list[str], env: dict, expect: int | None = None, out: Path | None = None,
+          cwd: Path | None = None) -> float:
     """Wall seconds of one whole process; fails loudly when it fails or writes the wrong number of files."""
     if out is not None:
         shutil.rmtree(out, ignore_errors=True)
     cpu = _children_cpu()
     start = time.perf_counter()
-    done = subprocess.run(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    done = subprocess.run(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd)
     seconds = time.perf_counter() - start
     LAST_CPU[0] = _children_cpu() - cpu
     if done.returncode != 0:
@@ -110,6 +136,9 @@ def main(argv=None) -> int:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--model", default=None, help="save_pretrained folder (default: the bundled demo model)")
     parser.add_argument("--rembg", default=DEFAULT_REMBG, help=f"rembg executable (default {DEFAULT_REMBG})")
+    parser.add_argument("--startup-baseline", type=Path, default=None, metavar="SRC",
+                        help="also time the start-up with the package from this source tree (e.g. a checkout of an "
+                        "older commit), side by side")
     parser.add_argument("--extra", nargs=argparse.REMAINDER, default=[],
                         help="more arguments for `u2net predict` (e.g. --draft, --compress-level 6)")
     args = parser.parse_args(argv)
@@ -153,8 +182,8 @@ def main(argv=None) -> int:
                 "cutouts": (base + [str(photos_dir), str(tmp / "rembg_rgba")], tmp / "rembg_rgba"),
             }
         times: dict[str, list[float]] = {}
-        network: list[float] = []
-        network_cpu: list[float] = []
+        network: dict[str, list[float]] = {}
+        network_cpu: dict[str, list[float]] = {}
         cpu_times: dict[str, list[float]] = {}
         load_before = load_average()
         for round_ in range(args.rounds):
@@ -169,18 +198,27 @@ def main(argv=None) -> int:
             single_command = ours + [str(single), "-o", str(tmp / "ours_single")]
             times.setdefault("ours single", []).append(timed(single_command, env, 1, tmp / "ours_single"))
             cpu_times.setdefault("ours single", []).append(LAST_CPU[0])
-            done = subprocess.run([sys.executable, "-c", NETWORK_ONLY, model, str(args.batch_size), "10",
-                                   str(photos_dir)], env=env,
-                                  capture_output=True, text=True, check=True)
-            result = json.loads(done.stdout.strip().splitlines()[-1])
-            network.append(args.batch_size / result["seconds_per_batch"])
-            network_cpu.append(result["cpu_seconds_per_image"])
+            for policy in ("PASSIVE", "ACTIVE"):  # what `import u2net_hub` sets, and libgomp's spinning
+                done = subprocess.run([sys.executable, "-c", NETWORK_ONLY, model, str(args.batch_size), "10",
+                                       str(photos_dir)], env={**env, "OMP_WAIT_POLICY": policy},
+                                      capture_output=True, text=True, check=True)
+                result = json.loads(done.stdout.strip().splitlines()[-1])
+                lanes = result["lane_count"]
+                for kind in ("one_pass", "lanes"):
+                    key = f"{kind} {policy}"
+                    network.setdefault(key, []).append(args.batch_size / result[kind]["seconds_per_batch"])
+                    network_cpu.setdefault(key, []).append(result[kind]["cpu_seconds_per_image"])
             print(f"round {round_ + 1}/{args.rounds}: " + ", ".join(f"{k} {v[-1]:.1f} s" for k, v in times.items())
-                  + f", network alone {network[-1]:.1f} img/s", file=sys.stderr, flush=True)
-        startup = {}
-        for label, command in (("import u2net_hub", [sys.executable, "-c", "import u2net_hub"]),
-                               ("u2net --help", [sys.executable, "-m", "u2net_hub.cli", "--help"])):
-            startup[label] = statistics.median(timed(command, env) for _ in range(3))
+                  + ", network alone " + ", ".join(f"{k} {v[-1]:.1f} img/s" for k, v in network.items()),
+                  file=sys.stderr, flush=True)
+        startup: dict[str, dict[str, float]] = {}
+        trees = {"now": None} | ({"baseline": args.startup_baseline.resolve()} if args.startup_baseline else {})
+        for _ in range(3):
+            for label, code in STARTUP.items():
+                for tree, source in trees.items():
+                    tree_env = env if source is None else {**env, "PYTHONPATH": str(source)}
+                    startup.setdefault(label, {}).setdefault(tree, []).append(
+                        timed([sys.executable, "-c", code], tree_env, cwd=tmp))  # not the repo: its '' path wins
 
     def cell(values):
         return f"{min(values):.1f} / {statistics.median(values):.1f}"
@@ -203,21 +241,36 @@ def main(argv=None) -> int:
         cpu_cell = f"{cpu_median[f'ours {task}']:.1f} / " + (
             f"{cpu_median[f'rembg {task}']:.1f}" if f"rembg {task}" in cpu_median else "-")
         print(f"| {task} | {cell(ours_times)} | {theirs_cell} | {ratio} | {n / median[f'ours {task}']:.2f} | {cpu_cell} |")
-    limit = statistics.median(network)
+    limit = statistics.median(network["one_pass PASSIVE"])
+    limit_lanes = statistics.median(network["lanes PASSIVE"])
+    print(f"\nnetwork alone at batch {args.batch_size} (median of rounds, images/s; CPU ms per image):")
+    print("| OpenMP wait policy | one pass, all threads | the batch in %d single-threaded lanes (as the pipeline runs it) |"
+          % lanes)
+    print("|---|---|---|")
+    for policy in ("PASSIVE", "ACTIVE"):
+        row = [f"{statistics.median(network[f'{kind} {policy}']):.2f} "
+               f"({1000 * statistics.median(network_cpu[f'{kind} {policy}']):.0f} ms)" for kind in ("one_pass", "lanes")]
+        print(f"| {policy}{' (set by import u2net_hub)' if policy == 'PASSIVE' else ''} | {row[0]} | {row[1]} |")
     whole = n / median["ours masks"]
     steady_seconds = median["ours masks"] - median["ours single"]
-    print(f"\nnetwork alone at batch {args.batch_size}: {limit:.2f} images/s (median of rounds)")
-    print(f"masks end to end, start-up included: {whole:.2f} images/s = {100 * whole / limit:.0f}% of the network alone")
+    print(f"\nmasks end to end, start-up included: {whole:.2f} images/s = {100 * whole / limit:.0f}% of the network "
+          f"alone (one pass), {100 * whole / limit_lanes:.0f}% of it in lanes")
     if steady_seconds > 0:
         steady = (n - 1) / steady_seconds
         print(f"masks end to end, start-up excluded ((N-1) / (T_N - T_1), T_1 = {median['ours single']:.1f} s): "
-              f"{steady:.2f} images/s = {100 * steady / limit:.0f}% of the network alone")
-    limit_cpu = statistics.median(network_cpu)
+              f"{steady:.2f} images/s = {100 * steady / limit:.0f}% of the network alone (one pass), "
+              f"{100 * steady / limit_lanes:.0f}% of it in lanes")
+    limit_cpu = statistics.median(network_cpu["lanes PASSIVE"])
     steady_cpu = (cpu_median["ours masks"] - cpu_median["ours single"]) / (n - 1)
     if steady_cpu > 0:
         print(f"CPU time per image, start-up excluded: masks end to end {1000 * steady_cpu:.0f} ms, network alone "
-              f"{1000 * limit_cpu:.0f} ms = {100 * limit_cpu / steady_cpu:.0f}% (the share of the limit an idle machine allows)")
-    print("start-up: " + ", ".join(f"`{k}` {v:.2f} s" for k, v in startup.items()) + " (median of 3)")
+              f"in lanes {1000 * limit_cpu:.0f} ms = {100 * limit_cpu / steady_cpu:.0f}% (the share of the limit an "
+              "idle machine allows)")
+    print("\nstart-up, whole processes, median of 3 (s):")
+    print("| | " + " | ".join(trees) + " |")
+    print("|---|" + "---|" * len(trees))
+    for label, by_tree in startup.items():
+        print(f"| `{label}` | " + " | ".join(f"{statistics.median(by_tree[t]):.2f}" for t in trees) + " |")
     return 0
 
 
