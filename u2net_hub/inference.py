@@ -230,8 +230,9 @@ def iter_predictions(
         resample: as in :func:`predict`.
         images: paths, bytes, PIL images or arrays; any iterable, consumed lazily.
         draft: decode JPEGs reduced (1/2..1/8 scale, straight to the network's
-            size); ~2x less decoding for masks, which then differ from a full
-            decode by a few grey levels at edges. No cutouts from such predictions.
+            size); less decoding, but the network sees a different image (on the
+            benchmark photos 19% of mask pixels differ from a full decode by more
+            than one grey level, docs/speed.md). No cutouts from such predictions.
         then: called on the pool with each finished prediction.
         workers: decoding/encoding threads (default: one per core, at most 4).
 
