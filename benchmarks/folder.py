@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import shutil
 import statistics
@@ -34,6 +33,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import cpu_name, load_average  # noqa: E402
 from photos import make_photos  # noqa: E402
 
 DEFAULT_REMBG = "/work/wt/rembg-venv/bin/rembg"
@@ -81,23 +81,6 @@ STARTUP = {
     "import + demo model + fast copy": "from u2net_hub import U2Net\nfrom u2net_hub.acceleration import "
                                        "optimized_for_inference\noptimized_for_inference(U2Net.load(None).eval())",
 }
-
-
-def cpu_name() -> str:
-    try:
-        for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
-            if line.startswith("Model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
-def load_average() -> str:
-    try:
-        return " ".join(f"{v:.1f}" for v in os.getloadavg())
-    except OSError:
-        return "?"
 
 
 #: CPU seconds (user + system) of the last process `timed` ran.
