@@ -8,7 +8,8 @@ and the ratio of the medians. It also gives the limit: the network alone at the 
 folder's first photos, warm, the CLI's allocator setting), as one pass on all threads and as the pipeline
 runs it (the batch split into single-threaded lanes), each under OpenMP's PASSIVE (what `import u2net_hub`
 sets) and ACTIVE wait policies; and the masks' end-to-end throughput against it, with start-up and without
-(from a second run on a single photo: (N - 1) / (T_N - T_1)). Last, the start-up of whole processes (import,
+(from a second run on a single photo: (N - 1) / (T_N - T_1)), and once more in one process, the folder and
+the network alone in turn, so both see the same load on a shared machine. Last, the start-up of whole processes (import,
 `--help`, the demo model built), optionally beside an older source tree (--startup-baseline SRC).
 
 rembg runs from its own virtual environment (default /work/wt/rembg-venv/bin/rembg, or --rembg PATH; create
@@ -70,6 +71,40 @@ for name, run in (("one_pass", one_pass), ("lanes", in_lanes)):
     result[name] = {"seconds_per_batch": sorted(times)[len(times) // 2],
                     "cpu_seconds_per_image": (time.process_time() - cpu) / (repeats * batch)}
 print(json.dumps(result))
+"""
+
+#: In one process, alternating: the network alone (one pass) and the folder's masks through the CLI's own
+#: path (iter_predictions writing each mask with save_image), so both see the same load. Start-up excluded.
+INTERLEAVED = r"""
+from u2net_hub import U2Net
+import glob, json, os, shutil, sys, tempfile, time, numpy as np, torch
+from u2net_hub.acceleration import optimized_for_inference, reuse_freed_memory
+from u2net_hub.inference import iter_predictions
+from u2net_hub.pipeline import _forward, save_image
+from u2net_hub.processing import image_to_array, load_image
+reuse_freed_memory()
+model = U2Net.from_pretrained(sys.argv[1]).eval(); batch = int(sys.argv[2]); rounds = int(sys.argv[3])
+paths = sorted(glob.glob(sys.argv[4] + "/*"))
+network = optimized_for_inference(model)
+x = np.stack([image_to_array(load_image(p), model.preprocessing) for p in paths[:batch]])
+out = tempfile.mkdtemp()
+def write(index, prediction):
+    save_image(prediction.mask, os.path.join(out, f"{index}.png"))
+def folder():
+    start = time.perf_counter()
+    for _, result in iter_predictions(model, paths, batch_size=batch, sides=False, then=write):
+        if isinstance(result, Exception):
+            raise result
+    return len(paths) / (time.perf_counter() - start)
+def alone():
+    start = time.perf_counter()
+    for _ in range(len(paths) // batch):
+        _forward(network, torch.device("cpu"), x, False)
+    return batch * (len(paths) // batch) / (time.perf_counter() - start)
+folder(); alone()
+pairs = [(alone(), folder()) for _ in range(rounds)]
+shutil.rmtree(out)
+print(json.dumps(pairs))
 """
 
 #: Start-up, each a whole process: the import, the help texts, and the demo model built and made fast.
@@ -194,6 +229,9 @@ def main(argv=None) -> int:
             print(f"round {round_ + 1}/{args.rounds}: " + ", ".join(f"{k} {v[-1]:.1f} s" for k, v in times.items())
                   + ", network alone " + ", ".join(f"{k} {v[-1]:.1f} img/s" for k, v in network.items()),
                   file=sys.stderr, flush=True)
+        done = subprocess.run([sys.executable, "-c", INTERLEAVED, model, str(args.batch_size), "5", str(photos_dir)],
+                              env=env, capture_output=True, text=True, check=True)
+        interleaved = json.loads(done.stdout.strip().splitlines()[-1])
         startup: dict[str, dict[str, float]] = {}
         trees = {"now": None} | ({"baseline": args.startup_baseline.resolve()} if args.startup_baseline else {})
         for _ in range(3):
@@ -249,6 +287,11 @@ def main(argv=None) -> int:
         print(f"CPU time per image, start-up excluded: masks end to end {1000 * steady_cpu:.0f} ms, network alone "
               f"in lanes {1000 * limit_cpu:.0f} ms = {100 * limit_cpu / steady_cpu:.0f}% (the share of the limit an "
               "idle machine allows)")
+    shares = sorted(folder / alone for alone, folder in interleaved)
+    print(f"masks end to end in one process, alternating with the network alone (one pass), start-up excluded: "
+          f"{statistics.median(f for _, f in interleaved):.2f} vs {statistics.median(a for a, _ in interleaved):.2f} "
+          f"images/s; per pair {100 * shares[0]:.0f}-{100 * shares[-1]:.0f}%, median "
+          f"{100 * statistics.median(shares):.0f}% of the network alone")
     print("\nstart-up, whole processes, median of 3 (s):")
     print("| | " + " | ".join(trees) + " |")
     print("|---|" + "---|" * len(trees))
