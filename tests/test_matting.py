@@ -89,7 +89,9 @@ def test_a_large_image_is_solved_in_bounded_pieces(monkeypatch):
         return real_cg(A, b, *args, **kwargs)
 
     monkeypatch.setattr(matting, "cg", recording_cg)
-    options = matting.MattingOptions(network_size=64, max_unknowns=20_000, working_unknowns=40_000)
+    # The closed-form solve alone (the colour model is per pixel, no linear system).
+    options = matting.MattingOptions(network_size=64, max_unknowns=20_000, working_unknowns=40_000,
+                                     colour_model=False)
     trimap = matting.make_trimap(blurry, options)
     assert (trimap == 128).sum() > 100_000  # more unknowns than one solve may take
     alpha = matting.estimate_alpha(photo, blurry, options)
@@ -108,12 +110,49 @@ def test_a_failing_preconditioner_falls_back_to_the_plain_mask(monkeypatch):
         raise ValueError("Thresholded incomplete Cholesky decomposition failed")
 
     monkeypatch.setattr(matting, "ichol", failing_ichol)
-    options = matting.MattingOptions(network_size=160)  # solved at full size: no upsampling in between
+    # Solved at full size (no upsampling in between), the solve alone (no colour model on top).
+    options = matting.MattingOptions(network_size=160, colour_model=False)
     trimap = matting.make_trimap(blurry, options)
     alpha = matting.estimate_alpha(photo, blurry, options)
     unknown = trimap == 128
     np.testing.assert_array_equal(alpha[unknown], blurry[unknown])
     np.testing.assert_array_equal(alpha[~unknown], trimap[~unknown] / 255.0)
+
+
+def test_the_colour_model_finds_strands_the_map_never_saw():
+    # Yellow strands on a blue body over grass; the "network" saw the body only (a map with no hair at all), so
+    # the hair lies in the trimap's sure background, where the closed-form solve cannot reach it.
+    photo, truth, _ = _scene(320, 240, colour=(230, 220, 40), strands=80, seed=5)
+    body = np.zeros(truth.shape, np.float32)
+    yy, xx = np.mgrid[0:240, 0:320]
+    body[(xx - 160) ** 2 + (yy - 0.55 * 240) ** 2 <= (0.25 * 240) ** 2] = 1.0
+    photo[body > 0] = (40, 60, 220)
+    low = Image.fromarray(body, mode="F").resize((64, 48), Image.Resampling.BOX)
+    blurry = np.clip(np.asarray(low.resize((320, 240), Image.Resampling.BILINEAR)), 0, 1).astype(np.float32)
+    hair = (truth > 0.05) & (blurry < 0.02)
+    assert hair.sum() > 1000  # strands the map does not see: the test can fail
+    options = matting.MattingOptions(network_size=64)
+    without = matting.estimate_alpha(photo, blurry, matting.MattingOptions(network_size=64, colour_model=False))
+    with_colour = matting.estimate_alpha(photo, blurry, options)
+    assert np.abs(without - truth)[hair].mean() > 0.3
+    assert np.abs(with_colour - truth)[hair].mean() < 0.6 * np.abs(without - truth)[hair].mean()
+    # It does not paint the grass: far from the strands the background stays background.
+    clear = (truth == 0) & (blurry < 0.02)
+    assert np.abs(with_colour - truth)[clear].mean() < 0.03
+    np.testing.assert_array_equal(with_colour[matting.make_trimap(blurry, options) == 255], 1.0)
+
+
+def test_the_solve_gives_back_half_of_what_it_takes_from_the_map():
+    # Hair exactly the backdrop's colour: invisible in the photo, so the solve has no colour reason to keep it.
+    background = np.array((120, 110, 100), np.float32)
+    photo, truth, blurry = _scene(240, 180, colour=(120, 110, 100), background=background)
+    base = dict(network_size=64, colour_model=False)
+    erased = matting.estimate_alpha(photo, blurry, matting.MattingOptions(map_floor=0.0, **base))
+    hedged = matting.estimate_alpha(photo, blurry, matting.MattingOptions(**base))
+    unknown = matting.make_trimap(blurry, matting.MattingOptions(**base)) == 128
+    taken = np.maximum(blurry - erased, 0)[unknown]
+    assert taken.mean() > 0.05  # the solve did erase part of the map here
+    np.testing.assert_allclose(hedged[unknown], erased[unknown] + 0.5 * taken, atol=1e-6)
 
 
 def test_trimap_band_widens_with_the_image_to_network_ratio():
@@ -129,6 +168,7 @@ def test_trimap_band_widens_with_the_image_to_network_ratio():
     (dict(background_threshold=-1), "background-threshold"),
     (dict(foreground_threshold=100, background_threshold=100), "must be below"),
     (dict(erode_size=-2), "erode-size"),
+    (dict(map_floor=1.5), "map_floor"),
 ])
 def test_bad_options_are_clear_errors(kwargs, message):
     with pytest.raises(matting.MattingError, match=message):

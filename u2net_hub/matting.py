@@ -23,8 +23,19 @@ How (see docs/matting.md for the measurements behind each choice):
    even when it holds no definite foreground. Large images are solved at a
    reduced working resolution and brought back to full size with a colour
    guided filter (He et al., "Fast Guided Filter") steered by the full-size
-   photo, so strand edges follow the photo, not the working grid.
-3. **Foreground colour** (:func:`estimate_foreground`): pymatting's multilevel
+   photo, so strand edges follow the photo, not the working grid. Where the
+   solve falls below the network's probability, half the gap is given back
+   (``map_floor``): without a colour reason the solve may not erase what the
+   network saw (pale hair over a similar texture went worse than the plain
+   mask without it).
+3. **Local colour model** (:func:`colour_alpha`). Within ``colour_reach``
+   network pixels of the object, each pixel is explained as a mix of a local
+   background colour and a local object colour (the body's edge, or the
+   pixels that stand out of the background); where that explanation is good
+   and the two colours are well apart, its alpha replaces the solve's. This
+   finds strands the map never saw and strands of a colour the body does not
+   have, which the closed form, propagating from the trimap, misses.
+4. **Foreground colour** (:func:`estimate_foreground`): pymatting's multilevel
    foreground estimation in the unknown band, so the cutout's RGB carries the
    object's colour and not the background's (no halo).
 
@@ -106,6 +117,16 @@ class MattingOptions:
     map's blur). ``max_unknowns``: the largest linear system solved at once
     (a tile); ``working_unknowns``: the most unknowns solved in all (a time
     cap: the working resolution drops further to stay under it).
+    ``colour_model``: also explain each pixel near the object as a mix of a
+    local object colour and a local background colour (strands the map does
+    not see, strands whose colour the body does not have); ``colour_reach``:
+    how far out (network pixels) from the object it looks; ``colour_pixels``:
+    above this many pixels the colour model runs on a BOX-reduced copy and is
+    enlarged. ``map_floor``: where the closed-form alpha falls below the
+    network's probability, this share of the gap is given back (0: none, 1:
+    never below the map), a hedge for objects whose colours the backdrop also
+    has (pale hair over a similar texture), where the solve erased hair the
+    network saw and measured worse than the plain mask.
     """
 
     foreground_threshold: int = FOREGROUND_THRESHOLD
@@ -119,6 +140,10 @@ class MattingOptions:
     max_unknowns: int = 20_000
     working_unknowns: int = 200_000
     max_iterations: int = 400
+    colour_model: bool = True
+    colour_reach: float = 20.0
+    colour_pixels: int = 2_500_000
+    map_floor: float = 0.5
 
     def __post_init__(self) -> None:
         for name in ("foreground_threshold", "background_threshold"):
@@ -134,6 +159,10 @@ class MattingOptions:
             raise MattingError(f"erode-size must be an integer >= 0, got {self.erode_size!r}")
         if not isinstance(self.network_size, (int, np.integer)) or self.network_size < 1:
             raise MattingError(f"network_size must be a positive integer, got {self.network_size!r}")
+        if not 0.0 <= self.map_floor <= 1.0:
+            raise MattingError(f"map_floor must be from 0 to 1, got {self.map_floor!r}")
+        if self.colour_reach <= 0 or self.colour_pixels < 10_000:
+            raise MattingError("colour_reach must be positive and colour_pixels at least 10000")
         if self.max_unknowns < 1000 or self.working_unknowns < 1000:
             raise MattingError("max_unknowns and working_unknowns must be at least 1000")
 
@@ -308,9 +337,127 @@ def _upsample_rows(coefficients: np.ndarray, size: tuple[int, int], top: int, bo
     planes = [
         np.asarray(Image.fromarray(np.ascontiguousarray(coefficients[..., k])).resize(
             (width, bottom - top), Image.Resampling.BILINEAR, box=box), dtype=np.float32)
-        for k in range(4)
+        for k in range(coefficients.shape[2])
     ]
     return np.stack(planes, axis=-1)
+
+
+# ------------------------------------------------------ local colour model
+
+
+def _normalised_blur(values: np.ndarray, weights: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
+    """Gaussian mean of ``values`` over the pixels ``weights`` selects (normalised convolution), and the weight."""
+    gauss = _ndimage().gaussian_filter
+    total = gauss(weights, sigma)
+    if values.ndim == 2:
+        return gauss(values * weights, sigma) / np.maximum(total, 1e-6), total
+    mean = np.stack([gauss(values[..., c] * weights, sigma) for c in range(values.shape[2])], axis=-1)
+    return mean / np.maximum(total, 1e-6)[..., None], total
+
+
+def _enlarge(planes: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of (h, w, k) float planes to ``size`` (w, h)."""
+    if planes.shape[1::-1] == size:
+        return planes.astype(np.float32)
+    return np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(planes[..., k], dtype=np.float32), mode="F")
+                                .resize(size, Image.Resampling.BILINEAR)) for k in range(planes.shape[2])], axis=-1)
+
+
+def _box_down(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    if array.shape[1::-1] == size:
+        return array.astype(np.float32)
+    if array.ndim == 2:
+        return np.asarray(Image.fromarray(array.astype(np.float32), mode="F").resize(size, Image.Resampling.BOX))
+    return np.stack([_box_down(array[..., c], size) for c in range(array.shape[2])], axis=-1)
+
+
+def colour_alpha(image, probability: np.ndarray, options: MattingOptions | None = None,
+                 trimap: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+    """Alpha from a local colour model near the object, and how far to trust it (both float32 H x W).
+
+    Why: the closed-form solve propagates from the trimap, so it misses
+    strands the map does not see at all (long hair past where the map fades)
+    and strands whose colour the body does not have (yellow fur on a blue
+    body). Here each pixel within ``colour_reach`` network pixels of the
+    object is explained as ``alpha * F + (1 - alpha) * B``: ``B`` is the local
+    background colour (a Gaussian mean over the sure background, robust to
+    the strands it holds by re-weighting), ``F`` the better of two local object
+    colours (the body's edge, or the pixels that stand out of the background),
+    and ``alpha`` the projection of the pixel onto the line B-F.
+
+    The trust (weight) is zero unless the pixel lies on that line (residual
+    under 1.5 times the background's own colour spread), the two colours are
+    well apart (more than twice that spread), and sure background lies within
+    three network pixels (so B is measured, not guessed). Pale hair over a
+    texture of the same colours gets weight zero and keeps the other estimate.
+    Returns None when there is no sure object or no sure background.
+    """
+    options = options or MattingOptions()
+    rgb = _as_rgb(image)
+    probability = np.asarray(probability, dtype=np.float32)
+    height, width = probability.shape
+    ratio = max(height, width) / options.network_size
+    scale = min(1.0, 2.0 / ratio)  # the colour fields vary slowly: two samples per network pixel
+    size = (max(8, round(width * scale)), max(8, round(height * scale)))
+    px = ratio * size[0] / width  # working pixels per network pixel
+    low_p = _box_down(probability, size)
+    sure, background = low_p >= 0.94, low_p <= 0.04
+    if not sure.any() or not background.any():
+        return None
+    edt = _ndimage().distance_transform_edt
+    reach = (edt(low_p < 0.5) <= options.colour_reach * px) & ~sure & (edt(~background) <= 3 * px)
+    if not reach.any():
+        return None
+    gauss = _ndimage().gaussian_filter
+    sigma = 3.0 * px
+    pixels = rgb.astype(np.float32) / np.float32(255.0)
+    full_background = np.asarray(Image.fromarray(background).resize((width, height), Image.Resampling.NEAREST))
+    clean = full_background
+    for _ in range(3):  # the background's colour and spread, measured at full size, strands re-weighted out
+        weight = _box_down(clean, size)
+        total = np.maximum(gauss(weight, sigma), 1e-6)
+        sums = _box_down(pixels * clean[..., None], size)
+        mean_b = np.stack([gauss(sums[..., c], sigma) for c in range(3)], axis=-1) / total[..., None]
+        up_b = _enlarge(mean_b, (width, height))
+        r2 = ((pixels - up_b) ** 2).sum(axis=-1)
+        spread2 = gauss(_box_down(r2 * clean, size), 8 * sigma) / np.maximum(gauss(weight, 8 * sigma), 1e-6) + 1e-5
+        up_s2 = _enlarge(spread2[..., None], (width, height))[..., 0]
+        clean = full_background & (r2 < 6.25 * up_s2)
+    up_reach = _enlarge(reach[..., None].astype(np.float32), (width, height))[..., 0] > 0.5
+    # The pixels that stand out of the background (over 5 spreads) near the object are object: their colour.
+    standout = up_reach & (r2 > 25.0 * up_s2)
+    del clean, full_background
+    strand_w = gauss(_box_down(standout, size), sigma)
+    strand = np.stack([gauss(c, sigma) for c in np.moveaxis(_box_down(pixels * standout[..., None], size), -1, 0)],
+                      axis=-1) / np.maximum(strand_w, 1e-6)[..., None]
+    edge = (sure & (edt(sure) <= 3 * px)).astype(np.float32)
+    body, body_w = _normalised_blur(_box_down(pixels, size), edge, 2 * sigma)
+    del standout
+    # Project each pixel onto B-F for both object colours, keep the one that explains it better.
+    spread = np.sqrt(up_s2)
+    diff = pixels - up_b
+    del pixels, up_b, r2, up_s2
+    best_res = np.full((height, width), np.inf, dtype=np.float32)
+    alpha = np.zeros((height, width), dtype=np.float32)
+    best_sep = np.zeros((height, width), dtype=np.float32)
+    for colour, colour_w in ((body, body_w), (strand, strand_w)):
+        fb = _enlarge(np.concatenate([colour - mean_b, colour_w[..., None]], axis=-1), (width, height))
+        valid = fb[..., 3] > 1e-3
+        fb = fb[..., :3]
+        n2 = np.maximum((fb * fb).sum(axis=-1), 1e-6)
+        a = np.clip((diff * fb).sum(axis=-1) / n2, 0.0, 1.0)
+        res = np.sqrt(((diff - a[..., None] * fb) ** 2).sum(axis=-1)) / spread
+        sep = np.sqrt(n2) / spread
+        res[~valid | (sep <= 2.0) | ~up_reach] = np.inf
+        pick = res < best_res
+        best_res[pick], alpha[pick], best_sep[pick] = res[pick], a[pick], sep[pick]
+        del fb, n2, a, res, sep, pick
+    distance = np.sqrt((diff * diff).sum(axis=-1)) / spread
+    alpha *= np.clip((distance - 1.5) / 1.5, 0.0, 1.0)  # within the background's own noise: background
+    trust = np.where(best_res < 1.5, np.clip((best_sep - 2.0) / 2.0, 0.0, 1.0), 0.0).astype(np.float32)
+    if trimap is not None:
+        trust[trimap == 255] = 0.0
+    return alpha, trust
 
 
 # ------------------------------------------------------------------ public
@@ -337,7 +484,8 @@ def estimate_alpha(image, probability: np.ndarray, options: MattingOptions | Non
         progress: show a tqdm bar over the tiles (default: when there are more than 4 of them).
 
     Returns:
-        float32 H x W alpha; outside the unknown band it is exactly 0 or 1.
+        float32 H x W alpha; exactly 1 in the trimap's foreground, exactly 0 in its background beyond the
+        colour model's reach (``colour_reach`` network pixels from the object).
     """
     options = options or MattingOptions()
     rgb = _as_rgb(image)
@@ -413,6 +561,23 @@ def estimate_alpha(image, probability: np.ndarray, options: MattingOptions | Non
             alpha[top:bottom][band_unknown] = q[band_unknown]
     else:
         alpha[unknown] = work_alpha[unknown]
+    if options.map_floor:  # the solve may not erase what the network saw without a colour reason (see MattingOptions)
+        lift = np.maximum(probability[unknown] - alpha[unknown], 0.0)
+        alpha[unknown] += np.float32(options.map_floor) * lift
+    if options.colour_model:
+        factor = min(1.0, math.sqrt(options.colour_pixels / (height * width)))
+        if factor < 1.0:  # 12 MP: the colour model at ~2.5 MP (strands stay 1-4 px wide there), then enlarged
+            size = (max(8, round(width * factor)), max(8, round(height * factor)))
+            mixed = colour_alpha(np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.BOX)),
+                                 _box_down(probability, size), options)
+            if mixed is not None:
+                mixed = tuple(_enlarge(np.stack(mixed, axis=-1), (width, height))[..., k] for k in range(2))
+        else:
+            mixed = colour_alpha(rgb, probability, options)
+        if mixed is not None:
+            colour, trust = mixed
+            trust[trimap == 255] = 0.0
+            alpha += trust * (colour - alpha)
     return alpha
 
 
