@@ -151,7 +151,7 @@ def test_the_solve_gives_back_half_of_what_it_takes_from_the_map():
     hedged = matting.estimate_alpha(photo, blurry, matting.MattingOptions(**base))
     unknown = matting.make_trimap(blurry, matting.MattingOptions(**base)) == 128
     taken = np.maximum(blurry - erased, 0)[unknown]
-    assert taken.mean() > 0.05  # the solve did erase part of the map here
+    assert (taken > 0.1).sum() > 200, (taken > 0.1).sum()  # the solve did erase part of the map here
     np.testing.assert_allclose(hedged[unknown], erased[unknown] + 0.5 * taken, atol=1e-6)
 
 
