@@ -195,3 +195,47 @@ def test_reuse_freed_memory_sets_glibcs_thresholds(mode):
     assert result["mapped_64mb_before"] == 1
     assert result["mapped_16mb_after"] == 0
     assert result["mapped_64mb_after"] == (0 if mode == "every_size" else 1)
+
+
+_SCOPED_PROBE = r"""
+import ctypes, json
+from u2net_hub.allocator import freed_memory_reused
+
+libc = ctypes.CDLL("libc.so.6")
+
+
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in
+                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+
+libc.mallinfo2.restype = MallInfo2
+libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+libc.free.argtypes = [ctypes.c_void_p]
+
+
+def mapped_blocks_for(size):
+    before = libc.mallinfo2().hblks
+    block = libc.malloc(size)
+    after = libc.mallinfo2().hblks
+    libc.free(block)
+    return after - before
+
+
+result = {"before": mapped_blocks_for(16 << 20)}
+with freed_memory_reused() as active:
+    result["active"] = active
+    result["inside"] = mapped_blocks_for(16 << 20)
+result["after"] = mapped_blocks_for(16 << 20)
+print(json.dumps(result))
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="glibc's allocator")
+def test_freed_memory_reused_holds_only_inside_its_block():
+    """What predict() does for a Python user who never called reuse_freed_memory(): a 16 MB block comes from the
+    heap inside the block and is mmapped again after it (glibc's own counter of mmapped blocks, mallinfo2)."""
+    done = subprocess.run([sys.executable, "-c", _SCOPED_PROBE], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result == {"before": 1, "active": True, "inside": 0, "after": 1}, result

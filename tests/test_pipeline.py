@@ -222,6 +222,14 @@ def test_forward_passes_in_lanes_give_the_masks_of_one_pass_and_leave_the_thread
         for one, two in zip(masks[1], masks[2]):
             assert one.shape == two.shape
             assert np.abs(one.astype(int) - two).max() <= (0 if not fast else 1)
+        if not fast:  # model.predict(list, batch_size=...) runs the same pipeline, lanes included
+            torch.set_num_threads(2)
+            seen.clear()
+            batched = model.predict(items, batch_size=4, fast=False, sides=False)
+            assert any(name.startswith("u2net-lane") for name, _ in seen), seen
+            for item, prediction in zip(items, batched):
+                alone = model.predict(item, fast=False, sides=False)
+                np.testing.assert_allclose(prediction.probability, alone.probability, atol=1e-5)
     finally:
         hook.remove()
         torch.set_num_threads(threads)
