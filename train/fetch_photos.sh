@@ -10,12 +10,14 @@ PY=${PY:-.venv/bin/python}
 OUT=${1:-runs/photos}
 CACHE=${CACHE:-runs/photo-debs}
 mkdir -p "$CACHE" "$OUT/train" "$OUT/validation"
-PACKAGES="mate-backgrounds plasma-workspace-wallpapers lomiri-wallpapers-20.04"
-if [ ! -f "$CACHE/.unpacked" ]; then
-  (cd "$CACHE" && apt-get download $PACKAGES)
-  for deb in "$CACHE"/*.deb; do dpkg -x "$deb" "$CACHE/root"; done
-  touch "$CACHE/.unpacked"
-fi
+PACKAGES="mate-backgrounds plasma-workspace-wallpapers lomiri-wallpapers-20.04 lomiri-wallpapers lomiri-wallpapers-16.04
+          ukui-wallpapers gnome-backgrounds"
+for package in $PACKAGES; do
+  [ -f "$CACHE/.unpacked-$package" ] && continue
+  ls "$CACHE/${package}"_*.deb >/dev/null 2>&1 || (cd "$CACHE" && apt-get download "$package")
+  dpkg -x "$CACHE/${package}"_*.deb "$CACHE/root"
+  touch "$CACHE/.unpacked-$package"
+done
 "$PY" - "$CACHE/root" "$OUT" <<'PYTHON'
 import sys
 from pathlib import Path
@@ -34,14 +36,27 @@ pools = {
     + [plasma / n / "contents/images/2560x1600.jpg" for n in ("BytheWater", "ColdRipple", "ColorfulCups",
                                                             "DarkestHour", "EveningGlow", "Grey", "Path",
                                                             "summer_1am")]
-    + [plasma / "Volna/contents/images/5120x2880.jpg", lomiri / "Infinite-Sea_by_Aury88.jpg"],
+    + [plasma / "Volna/contents/images/5120x2880.jpg", lomiri / "Infinite-Sea_by_Aury88.jpg"]
+    # Lomiri 16.04/20.04, UKUI and GNOME: landscapes, foliage, textures and abstract graphics without a subject
+    # (the photos with one, a fig in a bowl, a bird, two dogs, are left out).
+    + [lomiri / f"{n}.jpg" for n in ("Bridge_by_Sander_Klootwijk", "Dragonfly_by_Bolly", "aitzgorri_by_Aitzol_Berasategi",
+                                       "analogpattern_by_Peter_Nerlich", "life_by_Aitzol_Berasategi",
+                                       "picosdeeuropa_by_Aitzol_Berasategi", "sunset_by_Aitzol_Berasategi",
+                                       "rhythm", "string", "umang_by_Abhishek_Mudgal")]
+    + [lomiri / f"{n}.png" for n in ("city", "desert", "fluent-color", "lomiri-default-background",
+                                       "warty-final-ubuntu")]
+    + [lomiri / f"gnome/{n}-{shade}.webp" for n in ("adwaita", "grid", "licorice", "truchet", "vnc", "wood")
+       for shade in "ld"],
     "validation": [mate / f"{n}.jpg" for n in ("Garden", "LadyBird", "YellowFlower", "Aqua")]
     + [plasma / n / "contents/images/2560x1600.jpg" for n in ("FallenLeaf", "Kite", "OneStandsOut")]
-    + [lomiri / "Kleiber_by_Lukas_Baubkus.jpg"],
+    + [lomiri / "Kleiber_by_Lukas_Baubkus.jpg"]
+    + [lomiri / f"{n}.jpg" for n in ("Picture_0B_by_freespace", "free_by_Peter_Nerlich", "friends_by_Aitzol_Berasategi")],
 }
 for pool, files in pools.items():
     for path in files:
         name = path.parts[-4] if path.parent.name == "images" else path.stem
+        if path.parent.name == "gnome":
+            name = f"gnome-{name}"
         image = Image.open(path)
         image.draft("RGB", (2048, 2048))
         image = image.convert("RGB")

@@ -2,8 +2,9 @@
 # Reproduces the bundled demo checkpoint (u2net_hub/checkpoints/u2net-tiny-synthetic) in two stages:
 #   stage 1: the tiny U²-Net trained from scratch on the built-in synthetic scenes (4,000 steps; this was the
 #            bundled model until 2026-12-03, commit ce7e2be);
-#   stage 2: stage 1 fine-tuned on copy-paste composites on real photographs (Debian wallpaper photos,
-#            train/fetch_photos.sh + train/make_composites.py) mixed with plain synthetic scenes;
+#   stage 2: stage 1 fine-tuned on composites of real object cut-outs (Tux Paint's photographic stamps,
+#            train/fetch_cutouts.sh) on real photographs (Debian wallpaper photos, train/fetch_photos.sh), made by
+#            train/make_cutout_composites.py and mixed with plain synthetic scenes;
 # then scores the result on the held-out synthetic split and on the real-photo validation set
 # (train/make_real_validation.py) with `u2net evaluate`, and ships it with its figures in the model card.
 # Every training stage is resumable: rerun the script (or the same command) and it continues from the newest
@@ -18,13 +19,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 STAGE1_STEPS=${STAGE1_STEPS:-4000}
-STAGE2_STEPS=${STAGE2_STEPS:-2000}
-RUN_DIR=${RUN_DIR:-runs/demo-tiny-real}
+STAGE2_STEPS=${STAGE2_STEPS:-8000}
+RUN_DIR=${RUN_DIR:-runs/demo-tiny-cutouts}
 SIZE=160
 HELDOUT_SEED=20261125
 HELDOUT_DIR=${HELDOUT_DIR:-runs/heldout-synthetic-$HELDOUT_SEED}
 PHOTOS=${PHOTOS:-runs/photos}
-COMPOSITES=${COMPOSITES:-runs/composites-$SIZE-stuff}
+COMPOSITES=${COMPOSITES:-runs/cutout-composites-$SIZE}
+CUTOUTS=${CUTOUTS:-runs/cutouts}
+CUTOUT_VALIDATION=${CUTOUT_VALIDATION:-runs/cutout-validation-$SIZE}
 REAL_DIR=${REAL_DIR:-runs/real-validation}
 export HF_HUB_OFFLINE=1
 LAUNCH=("$PY" -m accelerate.commands.launch --num_processes 1 --num_machines 1 --mixed_precision no
@@ -45,24 +48,32 @@ if [ -z "${STAGE1_DIR:-}" ]; then
     --output_dir "$STAGE1_DIR" --resume_from_checkpoint latest
 fi
 
-# -- data of stage 2: real photographs (downloaded Debian packages), composites, plain synthetic scenes
+# -- data of stage 2: real photographs and real object cut-outs (downloaded Debian packages), composites of
+#    the cut-outs on the photos, plain synthetic scenes
 [ -f "$PHOTOS/.done" ] || { train/fetch_photos.sh "$PHOTOS" && touch "$PHOTOS/.done"; }
+[ -f "$CUTOUTS/.done" ] || { train/fetch_cutouts.sh "$CUTOUTS" && touch "$CUTOUTS/.done"; }
+# Backgrounds full of real objects (flowers, cups, boats) would teach "a real object is background".
+NOT_BACKGROUNDS="FreshFlower TwoWings ColorfulCups EveningGlow"
 [ -f "$COMPOSITES/.done" ] || {
-  "$PY" train/make_composites.py --photos "$PHOTOS/train" --out "$COMPOSITES" \
-    --num_composites 8000 --num_synthetic 4000 --size $SIZE \
-    --exclude_backgrounds FreshFlower TwoWings ColorfulCups EveningGlow && touch "$COMPOSITES/.done"; }
+  "$PY" train/make_cutout_composites.py --photos "$PHOTOS/train" --cutouts "$CUTOUTS/train" \
+    --cartoons "$CUTOUTS/cartoon" --out "$COMPOSITES" --num_composites 16000 --num_synthetic 4000 --size $SIZE \
+    --seed 0 --exclude_backgrounds $NOT_BACKGROUNDS && touch "$COMPOSITES/.done"; }
+# the composite validation split: the cut-outs held out by train/fetch_cutouts.sh, another seed
+[ -f "$CUTOUT_VALIDATION/.done" ] || {
+  "$PY" train/make_cutout_composites.py --photos "$PHOTOS/train" --cutouts "$CUTOUTS/validation" \
+    --out "$CUTOUT_VALIDATION" --num_composites 300 --num_synthetic 0 --size $SIZE --seed 1 \
+    --exclude_backgrounds $NOT_BACKGROUNDS && touch "$CUTOUT_VALIDATION/.done"; }
 
-# -- stage 2: fine-tune stage 1 on them (200 images held out for the validation during training). A first try
-#    at lr 3e-4 on all 18 backgrounds lost synthetic maxF (0.961 -> 0.948) and real-photo maxF (0.486 -> 0.400)
-#    in 300 steps; hence the gentler rate, and no backgrounds full of objects (flowers, cups, boats) that
-#    would teach "a real object is background".
+# -- stage 2: fine-tune stage 1 on them (200 images held out for the validation during training). Two earlier
+#    recipes fine-tuned on composites of *synthetic* shapes on real photos and lost real-photo quality
+#    (docs/demo-model.md); real cut-outs are what changed.
 "${LAUNCH[@]}" \
   --init_from "$STAGE1_DIR" --train_data_dir "$COMPOSITES" --validation_split 200 \
   --resolution $SIZE --crop_size 144 \
-  --train_batch_size 8 --learning_rate 1e-4 --lr_scheduler cosine --lr_warmup_steps 50 \
+  --train_batch_size 8 --learning_rate 5e-4 --lr_scheduler cosine --lr_warmup_steps 100 \
   --max_train_steps "$STAGE2_STEPS" \
   --mixed_precision bf16 --dataloader_num_workers 1 --seed 0 \
-  --checkpointing_steps 100 --checkpoints_total_limit 2 --validation_steps 500 \
+  --checkpointing_steps 250 --checkpoints_total_limit 2 --validation_steps 1000 \
   --output_dir "$RUN_DIR" --resume_from_checkpoint latest
 [ "${TRAIN_ONLY:-0}" = 1 ] && exit 0
 
@@ -85,10 +96,11 @@ PYTHON
 # -- score it the way users will
 "$PY" -m u2net_hub.cli evaluate --model "$RUN_DIR" --dataset "$HELDOUT_DIR" --no-fast --output "$RUN_DIR/heldout_metrics.json"
 "$PY" -m u2net_hub.cli evaluate --model "$RUN_DIR" --dataset "$REAL_DIR" --no-fast --output "$RUN_DIR/real_metrics.json"
+"$PY" -m u2net_hub.cli evaluate --model "$RUN_DIR" --dataset "$CUTOUT_VALIDATION" --no-fast --output "$RUN_DIR/cutout_metrics.json"
 [ "${PACKAGE:-1}" = 1 ] || exit 0
 
 # -- ship it inside the package with the figures in its card
 "$PY" train/package_demo_checkpoint.py --run_dir "$RUN_DIR" --metrics_json "$RUN_DIR/heldout_metrics.json" \
   --real_metrics_json "$RUN_DIR/real_metrics.json" --stage1_dir "$STAGE1_DIR" \
   --heldout "a held-out synthetic split (300 scenes at 160x160, seed $HELDOUT_SEED, never used in training)" \
-  --command "train/make_demo_checkpoint.sh   # stage 1: train.py --variant tiny --max_train_steps $STAGE1_STEPS; stage 2: train.py --init_from STAGE1 --train_data_dir $COMPOSITES --learning_rate 1e-4 --max_train_steps $STAGE2_STEPS ..."
+  --command "train/make_demo_checkpoint.sh   # stage 1: train.py --variant tiny --max_train_steps $STAGE1_STEPS; stage 2: train.py --init_from STAGE1 --train_data_dir $COMPOSITES --learning_rate 5e-4 --max_train_steps $STAGE2_STEPS ..."

@@ -50,6 +50,8 @@ def main() -> None:
                         help="the synthetic-only run this one was fine-tuned from (its steps and time are added)")
     parser.add_argument("--stage1_summary", default="4,000 steps (batch 8) in 90 min over 2 sessions: the bundled "
                         "model of commit ce7e2be", help="what stage 1 was, when --stage1_dir has no train_log.jsonl")
+    parser.add_argument("--hardware", default="2 cores of an AMD EPYC (AVX-512 bf16, no AMX)",
+                        help="the CPU the run trained on (lscpu)")
     args = parser.parse_args()
 
     model = U2Net.from_pretrained(args.run_dir)
@@ -77,10 +79,12 @@ def main() -> None:
             "`accelerate launch train/train.py --dataset_name nobg/DUTS`."
         )
     else:
-        dataset = ("stage 1: the built-in synthetic saliency scenes (seed 0); stage 2: 6,168 copy-paste composites "
-                   "of synthetic objects on crops of 14 real photographs shipped by Debian wallpaper packages (half "
-                   "of the objects filled with crops of 18 photographs; train/make_composites.py), mixed with 4,000 "
-                   "plain synthetic scenes (200 of the 10,168 held out for validation)")
+        dataset = ("stage 1: the built-in synthetic saliency scenes (seed 0); stage 2: 16,000 composites of real "
+                   "object cut-outs (379 photographic stamps of Debian's tuxpaint-stamps-default, plus 108 drawn ones "
+                   "for 15% of the objects; train/fetch_cutouts.sh) on crops of 41 real photographs and textures "
+                   "shipped by Debian wallpaper packages (train/fetch_photos.sh), made by "
+                   "train/make_cutout_composites.py, mixed with 4,000 plain synthetic scenes (200 of the 20,000 "
+                   "held out for validation)")
         first = (f"{stage1['steps']:,} steps (batch 8) in {stage1['seconds'] / 60:.0f} min over "
                  f"{stage1['sessions']} session(s)") if stage1 else args.stage1_summary
         steps = f"stage 1: {first}; stage 2: {totals['steps']:,} steps (batch 8, {totals['steps'] * 8:,} images seen)"
@@ -90,22 +94,23 @@ def main() -> None:
         rows = "\n".join(f"| {name} | {real[name]:.4f} |" for name in HEADLINE if name in real)
         notes = (
             "**This is the demo checkpoint bundled with u2net-hub.** It is the tiny U²-Net "
-            f"({model.num_parameters:,} parameters) trained on synthetic scenes, then fine-tuned on synthetic "
-            "objects composited on real photographs; it has never seen a labelled real photograph. It makes the "
+            f"({model.num_parameters:,} parameters) trained on synthetic scenes, then fine-tuned on real object "
+            "cut-outs composited on real photographs; it has never seen a labelled real photograph. It makes the "
             "package, the CLI and the Space work offline out of the box; it is not a substitute for the authors' "
             "weights on real photographs. For those, download `u2net.pth` / `u2netp.pth` from the original "
             "repository and run `u2net convert u2net.pth ./u2net-full`, or fine-tune on real data with "
             "`accelerate launch train/train.py --dataset_name nobg/DUTS`.\n\n"
             f"On real photographs ({real.get('count', '?')} photos made by train/make_real_validation.py: "
-            "scikit-image's astronaut, coffee, rocket, motorcycle and cameraman, and Debian wallpaper photos of "
-            "flowers, a leaf, a kite and a ladybird, with hand-seeded random-walker masks; none of them in the "
-            "training data), measured with `u2net evaluate --no-fast`:\n\n| metric | value |\n|---|---|\n" + rows
+            "scikit-image's astronaut, coffee, rocket, motorcycle, cameraman and cat, matplotlib's portrait of "
+            "Grace Hopper, and Debian wallpaper photos of flowers, a leaf, a kite, a ladybird, a bowl, a bird and "
+            "two dogs, with hand-seeded random-walker masks; none of them in the training data), measured with "
+            "`u2net evaluate --no-fast`:\n\n| metric | value |\n|---|---|\n" + rows
         )
     training = {
         "dataset": dataset,
         "recipe": recipe,
         "steps": steps,
-        "hardware": "CPU only: 2 cores of an Intel Xeon with AMX (AVX-512 bf16), bf16 autocast + channels_last",
+        "hardware": f"CPU only: {args.hardware}, bf16 autocast + channels_last",
         "wall_time": wall + ", sharing the machine with other work",
         "command": args.command,
     }
