@@ -103,6 +103,31 @@ def test_a_large_image_is_solved_in_bounded_pieces(monkeypatch):
     assert np.abs(alpha - truth)[band].mean() < np.abs(blurry - truth)[band].mean()
 
 
+def test_foreground_tile_pixels_bounds_each_piece_and_max_pixels_is_its_deprecated_spelling(monkeypatch):
+    """`max_pixels` is the refusal limit everywhere (--max-pixels, set_max_pixels); the foreground's piece size
+    is `tile_pixels`, and the old keyword still works, with a warning."""
+    photo, truth, _ = _scene(160, 120, strands=30, seed=5)
+    pieces = []
+    real_ml = matting.estimate_foreground_ml
+
+    def recording_ml(image, alpha, *args, **kwargs):  # pymatting's estimator, watched: how big is each piece?
+        pieces.append(alpha.size)
+        return real_ml(image, alpha, *args, **kwargs)
+
+    monkeypatch.setattr(matting, "estimate_foreground_ml", recording_ml)
+    whole = matting.estimate_foreground(photo, truth)
+    assert pieces and max(pieces) > 4_000  # by default the band is one piece: the bound below can fail
+    pieces.clear()
+    tiled = matting.estimate_foreground(photo, truth, tile_pixels=4_000)
+    assert len(pieces) > 1 and max(pieces) <= 4_000 + 4 * 16 * (64 + 16)  # a piece plus its 16 px margin
+    assert tiled.shape == whole.shape and tiled.dtype == np.uint8
+    with pytest.warns(DeprecationWarning, match="tile_pixels"):
+        old = matting.estimate_foreground(photo, truth, max_pixels=4_000)
+    np.testing.assert_array_equal(old, tiled)
+    with pytest.raises(TypeError, match="both tile_pixels and its deprecated spelling"):
+        matting.estimate_foreground(photo, truth, tile_pixels=4_000, max_pixels=4_000)
+
+
 def test_a_failing_preconditioner_falls_back_to_the_plain_mask(monkeypatch):
     photo, _, blurry = _scene(160, 120)
 

@@ -49,6 +49,7 @@ from __future__ import annotations
 import contextlib
 import io
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -582,21 +583,33 @@ def estimate_alpha(image, probability: np.ndarray, options: MattingOptions | Non
 
 
 def estimate_foreground(image, alpha: np.ndarray, band: np.ndarray | None = None,
-                        max_pixels: int = 1_500_000) -> np.ndarray:
+                        tile_pixels: int | None = None, *, max_pixels: int | None = None) -> np.ndarray:
     """The object's own colour (uint8 H x W x 3), so a cutout has no background halo.
 
     pymatting's multilevel foreground estimation (Germer et al. 2020) runs on
     the bounding boxes of the fractional band only (elsewhere the object's
-    colour is the photo's), in pieces of at most ``max_pixels``.
+    colour is the photo's), in pieces of at most ``tile_pixels``.
 
     Args:
         image: RGB PIL image or uint8 H x W x 3 array.
         alpha: float H x W alpha in [0, 1].
         band: where to estimate (default: where 0 < alpha < 1).
+        tile_pixels: the most pixels one solve piece may have (default 1,500,000); a photo over twice
+            this is estimated at about this size and enlarged into the band.
+        max_pixels: the old spelling of `tile_pixels` (deprecated: ``max_pixels`` is the refusal limit
+            everywhere else, ``--max-pixels`` and :func:`set_max_pixels`).
 
     Returns:
         uint8 H x W x 3: the photo, with the band's colours replaced by the estimated foreground.
     """
+    if max_pixels is not None:
+        if tile_pixels is not None:
+            raise TypeError("estimate_foreground() got both tile_pixels and its deprecated spelling max_pixels")
+        warnings.warn("estimate_foreground(max_pixels=) is deprecated; use estimate_foreground(tile_pixels=)",
+                      DeprecationWarning, stacklevel=2)
+        tile_pixels = max_pixels
+    if tile_pixels is None:
+        tile_pixels = 1_500_000
     rgb = _as_rgb(image)
     alpha = np.asarray(alpha, dtype=np.float32)
     band = ((alpha > 0.0) & (alpha < 1.0)) if band is None else band
@@ -604,13 +617,13 @@ def estimate_foreground(image, alpha: np.ndarray, band: np.ndarray | None = None
     if not band.any():
         return out
     height, width = alpha.shape
-    if height * width > 2 * max_pixels:
-        # The object's colour varies slowly: estimate it at ~max_pixels and enlarge it into the band.
-        scale = math.sqrt(max_pixels / (height * width))
+    if height * width > 2 * tile_pixels:
+        # The object's colour varies slowly: estimate it at ~tile_pixels and enlarge it into the band.
+        scale = math.sqrt(tile_pixels / (height * width))
         size = (max(8, round(width * scale)), max(8, round(height * scale)))
         small_rgb = np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.BOX))
         small_alpha = np.asarray(Image.fromarray(alpha, mode="F").resize(size, Image.Resampling.BOX))
-        small_fg = estimate_foreground(small_rgb, small_alpha, max_pixels=max_pixels)
+        small_fg = estimate_foreground(small_rgb, small_alpha, tile_pixels=tile_pixels)
         step = max(16, (1 << 20) // width)
         planes = [Image.fromarray(np.ascontiguousarray(small_fg[..., c])) for c in range(3)]
         for top in range(0, height, step):
@@ -623,11 +636,11 @@ def estimate_foreground(image, alpha: np.ndarray, band: np.ndarray | None = None
                               for p in planes], axis=-1)
             out[top:bottom][rows] = piece[rows]
         return out
-    side = max(64, int(math.sqrt(max_pixels)))
-    windows = _tiles(band, max_pixels // 2, margin=16)
+    side = max(64, int(math.sqrt(tile_pixels)))
+    windows = _tiles(band, tile_pixels // 2, margin=16)
     for outer_rows, outer_cols, inner_rows, inner_cols in windows:
         h, w = outer_rows.stop - outer_rows.start, outer_cols.stop - outer_cols.start
-        if h * w > max_pixels:  # a thin diagonal band: its box is larger than its pixels; cut it further
+        if h * w > tile_pixels:  # a thin diagonal band: its box is larger than its pixels; cut it further
             for y in range(outer_rows.start, outer_rows.stop, side):
                 for x in range(outer_cols.start, outer_cols.stop, side):
                     _foreground_window(rgb, alpha, band, out, slice(y, min(y + side, outer_rows.stop)),
