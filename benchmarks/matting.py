@@ -31,8 +31,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -43,18 +41,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
+from _common import cpu_name, peak_rss_mb  # noqa: E402
 
 METHODS = ("plain", "rembg", "ours")
-
-
-def cpu_name() -> str:
-    try:
-        for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
-            if line.startswith("Model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 # ------------------------------------------------------------------ workers
@@ -77,18 +66,6 @@ def rembg_style(image: np.ndarray, mask: np.ndarray, foreground_threshold=240, b
     alpha = estimate_alpha_cf(image01, trimap / 255.0)
     foreground = estimate_foreground_ml(image01, alpha)
     return alpha.astype(np.float32), np.clip(foreground * 255, 0, 255).astype(np.uint8)
-
-
-def peak_rss_mb() -> float:
-    """This process's resident-set high-water mark. VmHWM belongs to this address space only: ru_maxrss would
-    carry over the parent's peak through fork + exec (the parent holds torch, the model and the scene)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def worker(method: str, folder: Path, network_size: int) -> None:
