@@ -117,3 +117,25 @@ def test_cutout_composites_explain_missing_inputs(photos, tmp_path):
                             capture_output=True, text=True)
     assert result.returncode != 0 and "train/fetch_cutouts.sh" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_drawn_people_have_a_head_over_wider_shoulders_and_exact_masks(photos, cutouts):
+    composites = _module("make_cutout_composites")
+    composites._init(sorted(photos.glob("*.jpg")), sorted(cutouts.glob("*.png")), [], figures=1.0)
+    kinds = set()
+    for seed in range(12):
+        rgb, alpha, bust = composites._figure(np.random.default_rng(seed), 120)
+        kinds.add(bust)
+        assert rgb.shape[:2] == alpha.shape and alpha.shape[0] == 120 and 0 <= alpha.min() and alpha.max() <= 1
+        rows = (alpha > 0.5).sum(1)
+        head = rows[int((0.3 if bust else 0.08) * len(rows))]  # the middle of the head
+        body = rows[int(0.75 * len(rows))] if bust else rows[: len(rows) // 2].max()
+        assert 0 < head < body  # a head, and shoulders (a portrait) or a torso with arms below it, wider
+        if bust:
+            assert rows[-1] > 0.5 * alpha.shape[1]  # a portrait runs out of the bottom of its box
+    assert kinds == {True, False}
+    for index in range(4):  # every subject a person: the mask is where a person was pasted, and exact
+        image, mask = composites.render_composite(3, index, 96)
+        again, same = composites.render_composite(3, index, 96)
+        assert np.array_equal(np.asarray(image), np.asarray(again)) and np.array_equal(np.asarray(mask), np.asarray(same))
+        assert 0.03 < np.asarray(mask).mean() / 255 < 0.95

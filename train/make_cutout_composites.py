@@ -24,7 +24,7 @@ from multiprocessing import Pool
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageEnhance, ImageFilter
+from PIL import Image, ImageDraw, ImageEnhance, ImageFilter
 from tqdm.auto import tqdm
 
 from u2net_hub.data import render_synthetic_sample
@@ -36,14 +36,17 @@ CLUTTER_P = 0.3
 SHADOW_P = 0.4
 LIGHT_MATCH_P = 0.6
 NOISE_P = 0.4
+FIGURE_P = 0.15  # default share of subjects that are drawn people (--figures)
 
 _PHOTOS: list[Path] = []
 _CUTOUTS: list[Path] = []
 _CARTOONS: list[Path] = []
+_FIGURES = [0.0]  # share of subjects that are drawn people, set by _init
 
 
-def _init(photos: list[Path], cutouts: list[Path], cartoons: list[Path]) -> None:
+def _init(photos: list[Path], cutouts: list[Path], cartoons: list[Path], figures: float = 0.0) -> None:
     _PHOTOS[:], _CUTOUTS[:], _CARTOONS[:] = photos, cutouts, cartoons
+    _FIGURES[0] = figures
 
 
 @lru_cache(maxsize=48)
@@ -99,6 +102,116 @@ def _object(rng: np.random.Generator, longest: float) -> tuple[np.ndarray, np.nd
     return np.asarray(rgb, dtype=np.float32) / 255, alpha
 
 
+# People: the stamps hold almost none, yet people are the most common subject of photographs. A drawn figure
+# teaches the silhouette (a head over shoulders, cut by the bottom of the frame in a portrait; a standing
+# body) with skin, hair and clothes; its alpha is exact by construction.
+SKIN_TONES = np.array([(255, 224, 196), (241, 194, 160), (224, 172, 130), (198, 134, 96), (160, 104, 70),
+                       (112, 72, 48), (80, 52, 36)], np.float32) / 255
+HAIR_TONES = np.array([(20, 16, 14), (60, 40, 28), (110, 74, 44), (170, 130, 80), (220, 196, 140),
+                       (150, 150, 150), (120, 40, 20)], np.float32) / 255
+SUPERSAMPLE = 3  # figures are drawn at 3x and reduced, so their edges are anti-aliased like a photo's
+
+
+def _tone(rng: np.random.Generator, tones: np.ndarray) -> tuple[int, int, int]:
+    i = rng.uniform(0, len(tones) - 1)
+    low, t = int(i), i - int(i)
+    colour = tones[low] * (1 - t) + tones[min(low + 1, len(tones) - 1)] * t
+    colour = np.clip(colour * rng.uniform(0.85, 1.1), 0, 1)
+    return tuple(int(c * 255) for c in colour)
+
+
+def _clothes(rng: np.random.Generator, w: int, h: int) -> Image.Image:
+    """A fabric: a crop of a training photo (a pattern) or a plain colour, shaded top to bottom."""
+    if _PHOTOS and rng.random() < 0.5:
+        fabric = _jitter(rng, _crop(rng, _photo(int(rng.integers(len(_PHOTOS)))), max(w, h), 0.05), 0.4)
+        fabric = fabric.resize((w, h), Image.Resampling.BILINEAR)
+    else:
+        colour = tuple(int(c) for c in rng.integers(0, 256, 3) * rng.uniform(0.3, 1.0))
+        fabric = Image.new("RGB", (w, h), colour)
+    shade = np.linspace(rng.uniform(0.9, 1.15), rng.uniform(0.6, 0.95), h, dtype=np.float32)[:, None, None]
+    return Image.fromarray(np.clip(np.asarray(fabric, np.float32) * shade, 0, 255).astype(np.uint8))
+
+
+def _figure(rng: np.random.Generator, longest: float) -> tuple[np.ndarray, np.ndarray, bool]:
+    """A drawn person (RGB float, alpha float, whether it stands on the frame's bottom edge): a head and
+    shoulders (a portrait, 60 %) or a standing body, `longest` px tall."""
+    bust = rng.random() < 0.6
+    H = max(8, int(longest)) * SUPERSAMPLE
+    W = int(H * (rng.uniform(0.8, 1.05) if bust else rng.uniform(0.42, 0.55)))
+    skin, hair = _tone(rng, SKIN_TONES), _tone(rng, HAIR_TONES)
+    alpha = Image.new("L", (W, H), 0)
+    body = Image.new("L", (W, H), 0)  # where the clothes are
+    colour = Image.new("RGB", (W, H), skin)
+    a, b, c = ImageDraw.Draw(alpha), ImageDraw.Draw(body), ImageDraw.Draw(colour)
+    cx = W / 2 + rng.normal(0, 0.03) * W
+    if bust:
+        ry = H * rng.uniform(0.19, 0.24)
+        rx, cy = ry * rng.uniform(0.72, 0.85), H * 0.08 + ry * 1.05
+        shoulders = W * rng.uniform(0.42, 0.5)
+        top = cy + ry * rng.uniform(1.15, 1.35)
+        torso = (cx - shoulders, top, cx + shoulders, H * 1.6)
+        radius = int(shoulders * rng.uniform(0.35, 0.6))
+        neck = (cx - rx * 0.45, cy + ry * 0.5, cx + rx * 0.45, top + ry * 0.3)
+        long_hair = rng.random() < 0.4
+        if long_hair:  # behind the shoulders
+            c.rounded_rectangle((cx - rx * 1.25, cy - ry * 0.6, cx + rx * 1.25, cy + ry * rng.uniform(1.4, 2.4)),
+                                radius=int(rx * 0.8), fill=hair)
+            a.rounded_rectangle((cx - rx * 1.25, cy - ry * 0.6, cx + rx * 1.25, cy + ry * 2.0), radius=int(rx * 0.8),
+                                fill=255)
+        for draw, fill in ((a, 255), (c, skin)):
+            draw.rectangle(neck, fill=fill)
+        for draw, fill in ((a, 255), (b, 255)):
+            draw.rounded_rectangle(torso, radius=radius, fill=fill)
+    else:
+        ry = H * rng.uniform(0.055, 0.07)
+        rx, cy = ry * 0.8, ry * 1.1
+        shoulders = W * rng.uniform(0.3, 0.4)
+        top, hips, feet = cy + ry * 1.2, H * rng.uniform(0.5, 0.56), H * 0.99
+        limb = max(2, int(W * rng.uniform(0.11, 0.15)))
+        legs = [((cx - shoulders * 0.45, hips), (cx - shoulders * 0.5 + rng.normal(0, 0.05) * W, feet)),
+                ((cx + shoulders * 0.45, hips), (cx + shoulders * 0.5 + rng.normal(0, 0.05) * W, feet))]
+        arms = [((cx + s * shoulders * 0.85, top + limb * 0.5),
+                 (cx + s * (shoulders + rng.uniform(0.0, 0.15) * W), top + rng.uniform(0.28, 0.38) * H))
+                for s in (-1, 1)]
+        for draw, fill in ((a, 255), (b, 255)):
+            draw.rounded_rectangle((cx - shoulders, top, cx + shoulders, hips + limb), radius=limb, fill=fill)
+            for start, end in legs + arms:
+                draw.line((start, end), fill=fill, width=limb, joint="curve")
+        for start, end in arms:  # hands
+            for draw, fill in ((a, 255), (c, skin)):
+                draw.ellipse((end[0] - limb * 0.55, end[1] - limb * 0.3, end[0] + limb * 0.55, end[1] + limb * 0.8),
+                             fill=fill)
+        long_hair = False
+    face = (cx - rx, cy - ry, cx + rx, cy + ry)
+    for draw, fill in ((a, 255), (c, skin)):
+        draw.ellipse(face, fill=fill)
+    # Hair: a cap over the top of the head (longer sides with long hair); sometimes none.
+    if rng.random() < 0.9:
+        cap = (cx - rx * 1.08, cy - ry * 1.1, cx + rx * 1.08, cy + ry * (0.9 if long_hair else rng.uniform(0.0, 0.4)))
+        for draw, fill in ((a, 255), (c, hair)):
+            draw.chord(cap, 180, 360, fill=fill)
+            draw.rectangle((cap[0], cy - ry * 0.2, cap[0] + rx * 0.25, cy + (ry * 0.8 if long_hair else 0)), fill=fill)
+            draw.rectangle((cap[2] - rx * 0.25, cy - ry * 0.2, cap[2], cy + (ry * 0.8 if long_hair else 0)), fill=fill)
+    # Eyes and a mouth, dark and small: enough for a face at this size.
+    eye = max(1.0, rx * 0.12)
+    for side in (-1, 1):
+        ex, ey = cx + side * rx * 0.38, cy + ry * 0.02
+        c.ellipse((ex - eye, ey - eye * 0.7, ex + eye, ey + eye * 0.7), fill=(40, 30, 30))
+    c.line(((cx - rx * 0.3, cy + ry * 0.5), (cx + rx * 0.3, cy + ry * 0.5)), fill=(120, 60, 60),
+           width=max(1, int(eye * 0.8)))
+    clothes = _clothes(rng, W, H)
+    colour.paste(clothes, (0, 0), body)
+    # Light from one side, so the figure is not flat.
+    light = np.linspace(rng.uniform(0.75, 1.0), rng.uniform(1.0, 1.2), W, dtype=np.float32)
+    if rng.random() < 0.5:
+        light = light[::-1]
+    size = (max(2, W // SUPERSAMPLE), max(2, H // SUPERSAMPLE))
+    rgb = np.asarray(colour.resize(size, Image.Resampling.LANCZOS), np.float32) / 255
+    rgb = np.clip(rgb * np.interp(np.linspace(0, W - 1, size[0]), np.arange(W), light)[None, :, None], 0, 1)
+    alpha = np.asarray(alpha.resize(size, Image.Resampling.LANCZOS), np.float32) / 255
+    return rgb, alpha, bust
+
+
 def _place(canvas_alpha: np.ndarray, alpha: np.ndarray, x: int, y: int) -> np.ndarray:
     """`alpha` pasted at (x, y) (top-left, may overhang) into a zero map the shape of `canvas_alpha`."""
     out = np.zeros_like(canvas_alpha)
@@ -143,13 +256,19 @@ def render_composite(seed: int, index: int, size: int) -> tuple[Image.Image, Ima
     main = size * rng.uniform(0.3, 0.95)
     for k in range(count):
         longest = main if k == 0 else main * rng.uniform(0.35, 0.85)
-        rgb, alpha = _object(rng, longest)
+        bust = False
+        if rng.random() < _FIGURES[0]:
+            rgb, alpha, bust = _figure(rng, size * rng.uniform(0.55, 1.0) if k == 0 else longest * 1.2)
+        else:
+            rgb, alpha = _object(rng, longest)
         h, w = alpha.shape
         if k == 0:  # near the centre, as in salient-object photos; sometimes cut by the frame
             cx, cy = rng.normal(size / 2, size * 0.12, 2)
         else:
             cx, cy = rng.uniform(0.1, 0.9, 2) * size
         x, y = int(cx - w / 2), int(cy - h / 2)
+        if bust:  # a portrait: the shoulders run out of the bottom of the frame
+            y = size - h + int(h * rng.uniform(0.0, 0.2))
         if rng.random() < LIGHT_MATCH_P:  # pull the object's light toward the scene's
             weight = alpha[..., None]
             object_mean = (rgb * weight).sum((0, 1)) / max(float(alpha.sum()), 1.0)
@@ -188,6 +307,8 @@ def main() -> None:
     parser.add_argument("--cutouts", type=Path, required=True, help="folder of RGBA cut-outs (*.png)")
     parser.add_argument("--cartoons", type=Path, help="folder of drawn RGBA cut-outs, %d%% of the objects"
                         % round(CARTOON_P * 100))
+    parser.add_argument("--figures", type=float, default=FIGURE_P,
+                        help="share of subjects that are drawn people (the stamps hold almost none)")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--num_composites", type=int, default=12000)
     parser.add_argument("--num_synthetic", type=int, default=3000, help="plain synthetic scenes (seed 0)")
@@ -212,7 +333,7 @@ def main() -> None:
     jobs = [("composite", args.seed, i, args.size, args.out, int(quality_rng.integers(75, 96)))
             for i in range(args.num_composites)]
     jobs += [("synthetic", 0, i, args.size, args.out, 95) for i in range(args.num_synthetic)]
-    with Pool(args.workers, initializer=_init, initargs=(photos, cutouts, cartoons)) as pool:
+    with Pool(args.workers, initializer=_init, initargs=(photos, cutouts, cartoons, args.figures)) as pool:
         for _ in tqdm(pool.imap_unordered(_write, jobs, chunksize=32), total=len(jobs), desc="composites"):
             pass
     print(f"wrote {len(jobs)} images to {args.out}: {args.num_composites} composites of {len(cutouts)} cut-outs"
