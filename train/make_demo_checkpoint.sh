@@ -11,23 +11,36 @@
 # checkpoint of its run folder. CPU is enough (about 1.2 s per step of 8 images at 144x144 on two AVX-512 bf16
 # cores when the machine is otherwise idle).
 #   STAGE1_DIR=...   a finished stage-1 run folder to start stage 2 from (default: train it here). The
-#                    2026-12-03 stage 2 started from the stage-1 model shipped in ce7e2be:
+#                    stage 2 of 2026-12-04 started from the stage-1 model shipped in ce7e2be:
 #                    git show ce7e2be:u2net_hub/checkpoints/u2net-tiny-synthetic/{config.json,model.safetensors}
 #   TRAIN_ONLY=1     stop after training (no evaluation, no packaging)
+#   DATA_ONLY=1      stop after building stage 2's data (to train several runs on it at once)
 #   PACKAGE=0        evaluate but do not replace the bundled checkpoint
+#   CHECKPOINT=DIR   package the weights of this checkpoint-N folder of RUN_DIR instead of its final ones
+#   WORKERS=N        processes rendering the composites and DataLoader workers (default 2)
+#   STAGE2_LR, STAGE2_STEPS, STAGE2_BATCH, RUN_DIR: stage 2's learning rate, steps, batch and run folder;
+#   NUM_COMPOSITES, NUM_SYNTHETIC: the size of its data
+# Stage 2 runs at the paper's 320/288 px with batch 32. On the two-core CPU that is ~2 s a step; the 2026-12-04
+# model was trained on a lent H200 (train/device_stage2.sh: two learning rates side by side, ~5 minutes each).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 STAGE1_STEPS=${STAGE1_STEPS:-4000}
-STAGE2_STEPS=${STAGE2_STEPS:-8000}
-RUN_DIR=${RUN_DIR:-runs/demo-tiny-cutouts}
-SIZE=160
+STAGE2_STEPS=${STAGE2_STEPS:-3000}
+STAGE2_LR=${STAGE2_LR:-1e-3}
+STAGE2_BATCH=${STAGE2_BATCH:-32}
+WORKERS=${WORKERS:-2}
+NUM_COMPOSITES=${NUM_COMPOSITES:-24000}   # stage 2's data: composites of the cut-outs, and
+NUM_SYNTHETIC=${NUM_SYNTHETIC:-8000}      # plain synthetic scenes (a quarter, to keep the synthetic quality)
+RUN_DIR=${RUN_DIR:-runs/demo-tiny-cutouts-320}
+SIZE=160        # stage 1 and the held-out synthetic split
+SIZE2=320       # stage 2, the cut-out composites and their validation split
 HELDOUT_SEED=20261125
 HELDOUT_DIR=${HELDOUT_DIR:-runs/heldout-synthetic-$HELDOUT_SEED}
 PHOTOS=${PHOTOS:-runs/photos}
-COMPOSITES=${COMPOSITES:-runs/cutout-composites-$SIZE}
+COMPOSITES=${COMPOSITES:-runs/cutout-composites-$SIZE2}
 CUTOUTS=${CUTOUTS:-runs/cutouts}
-CUTOUT_VALIDATION=${CUTOUT_VALIDATION:-runs/cutout-validation-$SIZE}
+CUTOUT_VALIDATION=${CUTOUT_VALIDATION:-runs/cutout-validation-$SIZE2}
 REAL_DIR=${REAL_DIR:-runs/real-validation}
 export HF_HUB_OFFLINE=1
 LAUNCH=("$PY" -m accelerate.commands.launch --num_processes 1 --num_machines 1 --mixed_precision no
@@ -56,24 +69,25 @@ fi
 NOT_BACKGROUNDS="FreshFlower TwoWings ColorfulCups EveningGlow"
 [ -f "$COMPOSITES/.done" ] || {
   "$PY" train/make_cutout_composites.py --photos "$PHOTOS/train" --cutouts "$CUTOUTS/train" \
-    --cartoons "$CUTOUTS/cartoon" --out "$COMPOSITES" --num_composites 16000 --num_synthetic 4000 --size $SIZE \
-    --seed 0 --exclude_backgrounds $NOT_BACKGROUNDS && touch "$COMPOSITES/.done"; }
+    --cartoons "$CUTOUTS/cartoon" --out "$COMPOSITES" --num_composites "$NUM_COMPOSITES" --num_synthetic "$NUM_SYNTHETIC" --size $SIZE2 \
+    --figures 0.15 --seed 0 --workers "$WORKERS" --exclude_backgrounds $NOT_BACKGROUNDS && touch "$COMPOSITES/.done"; }
 # the composite validation split: the cut-outs held out by train/fetch_cutouts.sh, another seed
 [ -f "$CUTOUT_VALIDATION/.done" ] || {
   "$PY" train/make_cutout_composites.py --photos "$PHOTOS/train" --cutouts "$CUTOUTS/validation" \
-    --out "$CUTOUT_VALIDATION" --num_composites 300 --num_synthetic 0 --size $SIZE --seed 1 \
-    --exclude_backgrounds $NOT_BACKGROUNDS && touch "$CUTOUT_VALIDATION/.done"; }
+    --out "$CUTOUT_VALIDATION" --num_composites 300 --num_synthetic 0 --size $SIZE2 --seed 1 --figures 0 \
+    --workers "$WORKERS" --exclude_backgrounds $NOT_BACKGROUNDS && touch "$CUTOUT_VALIDATION/.done"; }
+[ "${DATA_ONLY:-0}" = 1 ] && exit 0
 
-# -- stage 2: fine-tune stage 1 on them (200 images held out for the validation during training). Two earlier
-#    recipes fine-tuned on composites of *synthetic* shapes on real photos and lost real-photo quality
-#    (docs/demo-model.md); real cut-outs are what changed.
+# -- stage 2: fine-tune stage 1 on them at 320/288 px (200 images held out for the validation during training).
+#    Two earlier recipes fine-tuned on composites of *synthetic* shapes on real photos and lost real-photo
+#    quality (docs/demo-model.md); real cut-outs are what changed.
 "${LAUNCH[@]}" \
-  --init_from "$STAGE1_DIR" --train_data_dir "$COMPOSITES" --validation_split 200 \
-  --resolution $SIZE --crop_size 144 \
-  --train_batch_size 8 --learning_rate 5e-4 --lr_scheduler cosine --lr_warmup_steps 100 \
+  --init_from "$STAGE1_DIR" --train_data_dir "$COMPOSITES" --validation_split 200 --data_check none \
+  --resolution $SIZE2 --crop_size 288 \
+  --train_batch_size "$STAGE2_BATCH" --learning_rate "$STAGE2_LR" --lr_scheduler cosine --lr_warmup_steps 200 \
   --max_train_steps "$STAGE2_STEPS" \
-  --mixed_precision bf16 --dataloader_num_workers 1 --seed 0 \
-  --checkpointing_steps 250 --checkpoints_total_limit 2 --validation_steps 1000 \
+  --mixed_precision bf16 --dataloader_num_workers "$WORKERS" --seed 0 \
+  --checkpointing_steps 250 --checkpoints_total_limit 4 --validation_steps 1250 \
   --output_dir "$RUN_DIR" --resume_from_checkpoint latest
 [ "${TRAIN_ONLY:-0}" = 1 ] && exit 0
 
@@ -100,7 +114,14 @@ PYTHON
 [ "${PACKAGE:-1}" = 1 ] || exit 0
 
 # -- ship it inside the package with the figures in its card
-"$PY" train/package_demo_checkpoint.py --run_dir "$RUN_DIR" --metrics_json "$RUN_DIR/heldout_metrics.json" \
-  --real_metrics_json "$RUN_DIR/real_metrics.json" --stage1_dir "$STAGE1_DIR" \
+"$PY" train/package_demo_checkpoint.py --run_dir "$RUN_DIR" ${CHECKPOINT:+--checkpoint "$CHECKPOINT"} \
+  --metrics_json "$RUN_DIR/heldout_metrics.json" --real_metrics_json "$RUN_DIR/real_metrics.json" \
+  --cutout_metrics_json "$RUN_DIR/cutout_metrics.json" --stage1_dir "$STAGE1_DIR" --batch_size "$STAGE2_BATCH" \
   --heldout "a held-out synthetic split (300 scenes at 160x160, seed $HELDOUT_SEED, never used in training)" \
-  --command "train/make_demo_checkpoint.sh   # stage 1: train.py --variant tiny --max_train_steps $STAGE1_STEPS; stage 2: train.py --init_from STAGE1 --train_data_dir $COMPOSITES --learning_rate 5e-4 --max_train_steps $STAGE2_STEPS ..."
+  --hardware "${HARDWARE:-stage 1: CPU only, 2 cores with AVX-512 bf16; stage 2: one NVIDIA H200 (two runs sharing it)}" \
+  --stage2_data "$NUM_COMPOSITES composites at ${SIZE2}x$SIZE2 of real object cut-outs (379 photographic stamps of \
+Debian's tuxpaint-stamps-default, 108 drawn ones for 15% of the objects; train/fetch_cutouts.sh) and of drawn people \
+(15% of the subjects) on crops of 41 real photographs and textures from Debian wallpaper packages \
+(train/fetch_photos.sh), made by train/make_cutout_composites.py, with $NUM_SYNTHETIC plain synthetic scenes (200 held \
+out for validation during training)" \
+  --command "train/make_demo_checkpoint.sh   # stage 1: train.py --variant tiny --max_train_steps $STAGE1_STEPS; stage 2 (train/device_stage2.sh on a GPU): train.py --init_from STAGE1 --train_data_dir $COMPOSITES --resolution $SIZE2 --crop_size 288 --train_batch_size $STAGE2_BATCH --learning_rate $STAGE2_LR --max_train_steps $STAGE2_STEPS ..."

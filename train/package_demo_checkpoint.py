@@ -3,8 +3,9 @@
 Reads the run folder written by train/train.py (weights, train_log.jsonl), the
 JSON written by `u2net evaluate` on the held-out synthetic split and, for a
 model fine-tuned on real-photo composites (stage 2 of train/make_demo_checkpoint.sh),
-the one on the real-photo validation set, and saves the model with
-save_pretrained into the package's checkpoint folder.
+the ones on the real-photo validation set and the held-out cut-out composites, and saves the model with
+save_pretrained into the package's checkpoint folder. `--checkpoint` packages the weights of one
+checkpoint-N folder of the run instead of its final ones (a run cut short by the end of a device lease).
 """
 
 from __future__ import annotations
@@ -50,16 +51,33 @@ def main() -> None:
                         help="the synthetic-only run this one was fine-tuned from (its steps and time are added)")
     parser.add_argument("--stage1_summary", default="4,000 steps (batch 8) in 90 min over 2 sessions: the bundled "
                         "model of commit ce7e2be", help="what stage 1 was, when --stage1_dir has no train_log.jsonl")
-    parser.add_argument("--hardware", default="2 cores of an AMD EPYC (AVX-512 bf16, no AMX)",
-                        help="the CPU the run trained on (lscpu)")
+    parser.add_argument("--hardware", default="CPU only: 2 cores of an AMD EPYC (AVX-512 bf16, no AMX)",
+                        help="what the run trained on (lscpu, nvidia-smi)")
+    parser.add_argument("--checkpoint", type=Path, default=None,
+                        help="a checkpoint-N folder whose weights to package (config from --run_dir)")
+    parser.add_argument("--batch_size", type=int, default=8, help="the run's total batch size")
+    parser.add_argument("--recipe", default=None, help="default: the recipe line of the run's model card")
+    parser.add_argument("--stage2_data", default=None, help="what stage 2 trained on (default: 2026-12-03's data)")
+    parser.add_argument("--cutout_metrics_json", type=Path, default=None,
+                        help="`u2net evaluate` on the composites of the held-out cut-outs")
     args = parser.parse_args()
 
     model = U2Net.from_pretrained(args.run_dir)
+    totals = training_totals(args.run_dir / "train_log.jsonl")
+    if args.checkpoint is not None:
+        from safetensors.torch import load_file
+
+        model.load_state_dict(load_file(args.checkpoint / "model.safetensors"))
+        state = json.loads((args.checkpoint / "trainer_state.json").read_text())
+        totals.update(steps=state["global_step"], seconds=state["train_seconds"])
     evaluation = json.loads(args.metrics_json.read_text())
     metrics = {name: evaluation[name] for name in HEADLINE if name in evaluation}
-    totals = training_totals(args.run_dir / "train_log.jsonl")
-    source_card = (args.run_dir / "README.md").read_text()
-    recipe = next((line.split("**: ", 1)[1] for line in source_card.splitlines() if line.startswith("- **recipe**")), "")
+    recipe = args.recipe
+    if recipe is None:
+        source_card = (args.run_dir / "README.md").read_text()
+        recipe = next((line.split("**: ", 1)[1] for line in source_card.splitlines()
+                       if line.startswith("- **recipe**")), "")
+    batch = args.batch_size
     real = json.loads(args.real_metrics_json.read_text()) if args.real_metrics_json else None
     stage1 = None
     if args.stage1_dir is not None and (args.stage1_dir / "train_log.jsonl").exists():
@@ -67,7 +85,7 @@ def main() -> None:
     if real is None:
         dataset = ("the built-in synthetic saliency scenes only (u2net_hub.data.make_synthetic_dataset, seed 0); "
                    "no real photographs")
-        steps = f"{totals['steps']:,} (batch 8, {totals['steps'] * 8:,} images seen)"
+        steps = f"{totals['steps']:,} (batch {batch}, {totals['steps'] * batch:,} images seen)"
         wall = f"{totals['seconds'] / 60:.0f} min over {totals['sessions']} session(s)"
         notes = (
             "**This is the demo checkpoint bundled with u2net-hub.** It is the tiny U²-Net "
@@ -79,23 +97,24 @@ def main() -> None:
             "`accelerate launch train/train.py --dataset_name nobg/DUTS`."
         )
     else:
-        dataset = ("stage 1: the built-in synthetic saliency scenes (seed 0); stage 2: 16,000 composites of real "
-                   "object cut-outs (379 photographic stamps of Debian's tuxpaint-stamps-default, plus 108 drawn ones "
+        dataset = "stage 1: the built-in synthetic saliency scenes (seed 0); stage 2: " + (args.stage2_data or (
+                   "16,000 composites of real object cut-outs (379 photographic stamps of Debian's tuxpaint-stamps-default, plus 108 drawn ones "
                    "for 15% of the objects; train/fetch_cutouts.sh) on crops of 41 real photographs and textures "
                    "shipped by Debian wallpaper packages (train/fetch_photos.sh), made by "
                    "train/make_cutout_composites.py, mixed with 4,000 plain synthetic scenes (200 of the 20,000 "
-                   "held out for validation)")
+                   "held out for validation)"))
         first = (f"{stage1['steps']:,} steps (batch 8) in {stage1['seconds'] / 60:.0f} min over "
                  f"{stage1['sessions']} session(s)") if stage1 else args.stage1_summary
-        steps = f"stage 1: {first}; stage 2: {totals['steps']:,} steps (batch 8, {totals['steps'] * 8:,} images seen)"
-        wall = f"stage 2: {totals['seconds'] / 60:.0f} min over {totals['sessions']} session(s)"
+        steps = (f"stage 1: {first}; stage 2: {totals['steps']:,} steps (batch {batch}, "
+                 f"{totals['steps'] * batch:,} images seen)")
+        wall = f"stage 2: {totals['seconds'] / 60:.1f} min of training over {totals['sessions']} session(s)"
         if stage1:
             wall += f", {(stage1['seconds'] + totals['seconds']) / 60:.0f} min with stage 1"
         rows = "\n".join(f"| {name} | {real[name]:.4f} |" for name in HEADLINE if name in real)
         notes = (
             "**This is the demo checkpoint bundled with u2net-hub.** It is the tiny U²-Net "
             f"({model.num_parameters:,} parameters) trained on synthetic scenes, then fine-tuned on real object "
-            "cut-outs composited on real photographs; it has never seen a labelled real photograph. It makes the "
+            "cut-outs and drawn people composited on real photographs; it has never seen a labelled real photograph. It makes the "
             "package, the CLI and the Space work offline out of the box; it is not a substitute for the authors' "
             "weights on real photographs. For those, download `u2net.pth` / `u2netp.pth` from the original "
             "repository and run `u2net convert u2net.pth ./u2net-full`, or fine-tune on real data with "
@@ -106,12 +125,17 @@ def main() -> None:
             "two dogs, with hand-seeded random-walker masks; none of them in the training data), measured with "
             "`u2net evaluate --no-fast`:\n\n| metric | value |\n|---|---|\n" + rows
         )
+        if args.cutout_metrics_json:
+            cutout = json.loads(args.cutout_metrics_json.read_text())
+            notes += ("\n\nOn 300 composites of the 36 cut-outs held out from training (another seed): "
+                      + ", ".join(f"{name} {cutout[name]:.4f}" for name in ("maxF", "MAE", "Sm") if name in cutout)
+                      + ".")
     training = {
         "dataset": dataset,
         "recipe": recipe,
         "steps": steps,
-        "hardware": f"CPU only: {args.hardware}, bf16 autocast + channels_last",
-        "wall_time": wall + ", sharing the machine with other work",
+        "hardware": f"{args.hardware}, bf16 autocast + channels_last",
+        "wall_time": wall,
         "command": args.command,
     }
     if args.dest.exists():
