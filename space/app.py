@@ -354,8 +354,8 @@ each of the six decoder stages predicts before the network fuses them.
 """
 
 FOOTER = """
-**Models.** The bundled demo model is the tiny configuration (1.1 M parameters) trained on synthetic scenes only: it
-shows the pipeline, not the quality of the paper. The full configuration loads the authors' released weights from the
+**Models.** The bundled demo model is the tiny configuration (1.1 M parameters) trained on synthetic scenes and on real
+object cut-outs pasted on real photographs, never on a labelled photo: it shows the pipeline, not the quality of the paper. The full configuration loads the authors' released weights from the
 Hub (needs network). Type any Hub id or (when running locally) a folder written by `save_pretrained`.
 
 **API.** Every control is also an endpoint: `client.predict(handle_file("photo.jpg"), model, threshold, normalize,

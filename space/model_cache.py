@@ -85,7 +85,7 @@ class Settings:
     def model_choices(self) -> list[tuple[str, str]]:
         """The dropdown's presets: (label, value); any other Hub id or folder may be typed in."""
         choices = [
-            ("bundled demo: tiny, trained on synthetic scenes", DEMO_MODEL),
+            ("bundled demo: tiny, trained on synthetic scenes and cut-outs", DEMO_MODEL),
             (f"full U²-Net, the authors' weights ({self.full_model})", self.full_model),
         ]
         known = {value for _, value in choices}

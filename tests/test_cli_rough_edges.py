@@ -177,11 +177,18 @@ def test_predict_max_pixels_flag_and_help_texts(tiny_model, tmp_path):
 
 def test_export_onnx_single_onnx_argument_and_rembg_size_warning(tmp_path):
     pytest.importorskip("onnxruntime")
-    # One argument ending in .onnx: the output, with the bundled demo model (trained at 160 px).
+    # One argument ending in .onnx: the output, with the bundled demo model (320 px, rembg's own size: no warning).
     done = u2net("export-onnx", "demo.onnx", "--exporter", "torchscript", "--no-check", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "demo.onnx").is_file() and "does not exist" not in done.stderr
     assert "exporting the bundled demo model" in done.stderr
+    assert "rembg always resizes" not in done.stderr
+    # A model trained at 160 px is warned about.
+    small = U2Net(variant="tiny", input_size=160).eval()
+    small.save_pretrained(tmp_path / "small")
+    done = u2net("export-onnx", str(tmp_path / "small"), "small.onnx", "--exporter", "torchscript", "--no-check",
+                 cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
     warning = " ".join(done.stderr.split())
     assert "warning: this model was trained at 160x160, but rembg always resizes images to 320x320" in warning
     assert "docs/reliability.md" in warning
@@ -207,7 +214,8 @@ def test_a_model_keeps_its_training_record_across_save_and_load(tmp_path):
     assert demo.training_record and "synthetic" in demo.training_record["training"]["dataset"]
     demo.save_pretrained(tmp_path / "copy")
     card = (tmp_path / "copy" / "README.md").read_text()
-    assert "DUTS-TR" not in card and "built-in synthetic saliency scenes" in card and "0.9607" in card
+    assert "DUTS-TR" not in card and "built-in synthetic saliency scenes" in card and "cut-outs" in card
+    assert f"| maxF | {demo.training_record['metrics']['maxF']:.4f} |" in card  # the recorded figures, not others
     again = U2Net.from_pretrained(tmp_path / "copy")
     assert again.training_record == demo.training_record
     again.save_pretrained(tmp_path / "copy2")

@@ -5,21 +5,30 @@ A model that good binarised at 0.5 overlaps the ground truth with an IoU near
 0.9 on typical scenes; we ask 0.8 on average over 16 scenes from a seed used
 neither in training (0, 1) nor for the card's split (20261125). A model that
 thresholds colour or predicts blobs at the centre lands far below 0.6.
+
+On real photographs the guard is four photos that ship with scikit-image and matplotlib (three people and a
+cup), against the hand-seeded masks of train/make_real_validation.py kept in tests/reference: the model of
+2026-12-04 scores a mean MAE of 0.18 and a mean IoU of 0.74 there, the synthetic-only model it replaced 0.32
+and 0.43; the bounds (0.22, 0.65) sit between the two.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import skimage.data
+from PIL import Image
 
 from u2net_hub import DEMO_MODEL, U2Net
 from u2net_hub.data import make_synthetic_dataset
 
 FRESH_SEED = 424242
+ROOT = Path(__file__).resolve().parents[1]
+REAL_PHOTO_MASKS = ROOT / "tests" / "reference" / "real-photo-masks"
 
 
 @pytest.fixture(scope="module")
@@ -56,11 +65,30 @@ def test_demo_model_segments_fresh_synthetic_scenes(demo_model):
     assert np.mean(ious) >= 0.8, ious
 
 
-def test_fast_path_stays_within_0_02_of_the_exact_path_on_real_photos(demo_model):
+def test_fast_path_stays_close_to_the_exact_path_on_real_photos(demo_model):
+    """bf16 keeps 8 bits of mantissa: on the 320 px model of 2026-12-04 the fast path's probabilities differ
+    from float32 by 0.0005-0.0033 on average and at most 0.031 at one pixel (AMX Xeon). A wrong fold or layout
+    is off by far more than either bound."""
     photos = [skimage.data.astronaut(), skimage.data.coffee(), skimage.data.chelsea(), skimage.data.rocket()]
     scenes = make_synthetic_dataset(4, size=320, seed=FRESH_SEED)
     images = photos + [scenes[i]["image"] for i in range(len(scenes))]
     exact = demo_model.predict(images, fast=False, sides=False)
     fast = demo_model.predict(images, fast=True, sides=False)
     for a, b in zip(exact, fast):
-        assert np.abs(a.probability - b.probability).max() <= 0.02
+        difference = np.abs(a.probability - b.probability)
+        assert difference.max() <= 0.05 and difference.mean() <= 0.006, (difference.max(), difference.mean())
+
+
+def test_demo_model_finds_people_and_objects_in_real_photos(demo_model):
+    spec = importlib.util.spec_from_file_location("make_real_validation", ROOT / "train" / "make_real_validation.py")
+    validation = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(validation)
+    errors, ious = [], []
+    for name in ("astronaut", "cameraman", "coffee", "grace_hopper"):
+        photo = validation._load(validation.SCRIBBLES[name][0], ROOT)  # the photo as the mask was drawn on it
+        mask = np.asarray(Image.open(REAL_PHOTO_MASKS / f"{name}.png"), dtype=np.float32) / 255
+        probability = demo_model.predict(photo, sides=False).probability
+        assert probability.shape == mask.shape
+        errors.append(float(np.abs(probability - mask).mean()))
+        ious.append(_iou(probability, (mask * 255).astype(np.uint8)))
+    assert np.mean(errors) <= 0.22 and np.mean(ious) >= 0.65, (errors, ious)

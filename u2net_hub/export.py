@@ -47,7 +47,7 @@ def rembg_size_warning(input_size: int) -> str | None:
     return (
         f"this model was trained at {input_size}x{input_size}, but rembg always resizes images to "
         f"{REMBG_INPUT_SIZE}x{REMBG_INPUT_SIZE} before a u2net_custom model, so its masks will differ from "
-        f"what the model gives at {input_size}x{input_size} (for the bundled 160 px demo model by 8 to 34 grey "
+        f"what the model gives at {input_size}x{input_size} (for a tiny model trained at 160 px by 8 to 34 grey "
         f"levels on average on the Space's example photos). For the model's own masks, run the file with "
         f"onnxruntime at {input_size}x{input_size} or use `u2net predict` (docs/reliability.md, 'rembg and the "
         "input size')"
