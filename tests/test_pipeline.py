@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 
 from u2net_hub import ImageLoadError, U2Net
 from u2net_hub.inference import iter_predictions
-from u2net_hub.pipeline import IN_FLIGHT_BATCHES, Ready, cpu_lanes, png_options, run, save_image, write_png
+from u2net_hub.pipeline import IN_FLIGHT_BATCHES, Ready, cpu_lanes, default_workers, png_options, run, save_image, write_png
 from u2net_hub.processing import image_to_array, load_image, load_image_reduced, mask_at_size
 
 INPUT_SIZE = 64
@@ -260,3 +260,11 @@ def test_write_png_is_lossless_in_bands_and_not_larger_than_pillows_fast_setting
     assert buffer.getvalue() == (tmp_path / "ours.png").read_bytes()
     with pytest.raises(ValueError, match="mode"):
         write_png(image.convert("I"), io.BytesIO())
+
+
+def test_decoding_threads_use_every_core_beside_a_gpu_and_leave_cores_to_a_cpu_network(monkeypatch):
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(16)))  # a 16-core GPU machine
+    assert default_workers("cuda") == 16 and default_workers(torch.device("cuda:1")) == 16
+    assert default_workers("cpu") == 4 and default_workers() == 4
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0})
+    assert default_workers("cuda") == 1

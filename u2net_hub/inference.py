@@ -234,7 +234,8 @@ def iter_predictions(
             benchmark photos 19% of mask pixels differ from a full decode by more
             than one grey level, docs/speed.md). No cutouts from such predictions.
         then: called on the pool with each finished prediction.
-        workers: decoding/encoding threads (default: one per core, at most 4).
+        workers: decoding/encoding threads (default: one per core, at most 4 beside a CPU network and
+            32 beside a GPU).
 
     Returns:
         An iterator of (index, prediction or ``then``'s result, or the exception for that image).
@@ -317,7 +318,8 @@ def predict(
         resample: the pre-processing resize filter ("bilinear", or "lanczos" like rembg).
         progress: show a tqdm progress bar.
         workers: threads that decode and post-process while the network runs (default one
-            per core, at most 4; 0 runs everything on the calling thread).
+            per core, at most 4 beside a CPU network and 32 beside a GPU; 0 runs everything on the
+            calling thread).
 
     Returns:
         One :class:`Prediction` per image (a list for a list), everything at each image's size.
