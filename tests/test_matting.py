@@ -167,7 +167,7 @@ def test_the_colour_model_finds_strands_the_map_never_saw():
     np.testing.assert_array_equal(with_colour[matting.make_trimap(blurry, options) == 255], 1.0)
 
 
-def test_the_solve_gives_back_half_of_what_it_takes_from_the_map():
+def test_the_solve_gives_back_the_map_floor_share_of_what_it_takes_from_the_map():
     # Hair exactly the backdrop's colour: invisible in the photo, so the solve has no colour reason to keep it.
     background = np.array((120, 110, 100), np.float32)
     photo, truth, blurry = _scene(240, 180, colour=(120, 110, 100), background=background)
@@ -177,7 +177,9 @@ def test_the_solve_gives_back_half_of_what_it_takes_from_the_map():
     unknown = matting.make_trimap(blurry, matting.MattingOptions(**base)) == 128
     taken = np.maximum(blurry - erased, 0)[unknown]
     assert (taken > 0.1).sum() > 200, (taken > 0.1).sum()  # the solve did erase part of the map here
-    np.testing.assert_allclose(hedged[unknown], erased[unknown] + 0.5 * taken, atol=1e-6)
+    floor = matting.MattingOptions().map_floor
+    assert 0 < floor < 1  # by default a hedge, not a clamp to the map
+    np.testing.assert_allclose(hedged[unknown], erased[unknown] + floor * taken, atol=1e-6)
 
 
 def test_trimap_band_widens_with_the_image_to_network_ratio():
