@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Stage 2 of the demo model (train/make_demo_checkpoint.sh) on a lent GPU machine: 16 cores render the data,
-# then two runs that differ only in their learning rate share one H200 (the tiny model at batch 32 leaves a
-# fast GPU waiting on kernel launches, so two processes get nearly twice the images through). Last, the
+# then two runs that differ only in their learning rate share one H200. Measured 2026-12-04: each got ~205
+# images/s at batch 32, together about what one run alone gets (409 images/s in docs/performance.md), so two
+# runs buy a second learning rate, not more images; 340 s took each to step ~1,960 of 3,000. Last, the
 # folder benchmark on the GPU (benchmarks/folder_gpu.py). Both runs, their logs and the benchmark come back
 # in ${OUT:-gpu-results}/ as four files; the evaluation and packaging are done on the CPU afterwards.
 # It needs runs/photos and runs/cutouts (train/fetch_photos.sh, train/fetch_cutouts.sh: no network there)
