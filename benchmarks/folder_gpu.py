@@ -19,11 +19,11 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import cpu_name, gpu_name, load_average  # noqa: E402
+from folder import timed  # noqa: E402
 from photos import make_photos  # noqa: E402
 
 NETWORK_ONLY = r"""
@@ -44,15 +44,6 @@ with torch.inference_mode():
     torch.cuda.synchronize()
 print(batch * repeats / (time.perf_counter() - start))
 """
-
-
-def _timed(command: list[str]) -> float:
-    start = time.perf_counter()
-    result = subprocess.run(command, capture_output=True, text=True)
-    seconds = time.perf_counter() - start
-    if result.returncode != 0:
-        raise SystemExit(f"failed: {' '.join(command)}\n{result.stderr[-2000:]}")
-    return seconds
 
 
 def main() -> None:
@@ -84,8 +75,8 @@ def main() -> None:
         for kind, extra in (("masks", []), ("masks --draft", ["--draft"]), ("cutouts", ["--format", "rgba"])):
             base = [sys.executable, "-m", "u2net_hub", "predict", "--model", model, "--device", "cuda",
                     "--batch-size", str(args.batch_size), *extra]
-            t1 = _timed(base + [str(single), "-o", str(work / "out1")])
-            tn = _timed(base + [str(photos), "-o", str(work / f"out-{len(rows)}")])
+            t1 = timed(base + [str(single), "-o", str(work / "out1")], env, expect=1, out=work / "out1")
+            tn = timed(base + [str(photos), "-o", str(work / "out")], env, expect=len(paths), out=work / "out")
             end_to_end = (len(paths) - 1) / max(tn - t1, 1e-9)
             row = {"model": label, "output": kind, "seconds": round(tn, 2), "start_up_s": round(t1, 2),
                    "images_per_s": round(end_to_end, 1), "network_alone_images_per_s": round(network, 1),
