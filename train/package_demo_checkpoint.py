@@ -57,7 +57,7 @@ def main() -> None:
                         help="a checkpoint-N folder whose weights to package (config from --run_dir)")
     parser.add_argument("--batch_size", type=int, default=8, help="the run's total batch size")
     parser.add_argument("--recipe", default=None, help="default: the recipe line of the run's model card")
-    parser.add_argument("--stage2_data", default=None, help="what stage 2 trained on (default: 2026-12-03's data)")
+    parser.add_argument("--stage2_data", default=None, help="what stage 2 trained on (needed with --real_metrics_json)")
     parser.add_argument("--cutout_metrics_json", type=Path, default=None,
                         help="`u2net evaluate` on the composites of the held-out cut-outs")
     args = parser.parse_args()
@@ -97,12 +97,9 @@ def main() -> None:
             "`accelerate launch train/train.py --dataset_name nobg/DUTS`."
         )
     else:
-        dataset = "stage 1: the built-in synthetic saliency scenes (seed 0); stage 2: " + (args.stage2_data or (
-                   "16,000 composites of real object cut-outs (379 photographic stamps of Debian's tuxpaint-stamps-default, plus 108 drawn ones "
-                   "for 15% of the objects; train/fetch_cutouts.sh) on crops of 41 real photographs and textures "
-                   "shipped by Debian wallpaper packages (train/fetch_photos.sh), made by "
-                   "train/make_cutout_composites.py, mixed with 4,000 plain synthetic scenes (200 of the 20,000 "
-                   "held out for validation)"))
+        if not args.stage2_data:
+            parser.error("--stage2_data: say what stage 2 trained on (train/make_demo_checkpoint.sh passes it)")
+        dataset = "stage 1: the built-in synthetic saliency scenes (seed 0); stage 2: " + args.stage2_data
         first = (f"{stage1['steps']:,} steps (batch 8) in {stage1['seconds'] / 60:.0f} min over "
                  f"{stage1['sessions']} session(s)") if stage1 else args.stage1_summary
         steps = (f"stage 1: {first}; stage 2: {totals['steps']:,} steps (batch {batch}, "
