@@ -139,3 +139,17 @@ def test_drawn_people_have_a_head_over_wider_shoulders_and_exact_masks(photos, c
         again, same = composites.render_composite(3, index, 96)
         assert np.array_equal(np.asarray(image), np.asarray(again)) and np.array_equal(np.asarray(mask), np.asarray(same))
         assert 0.03 < np.asarray(mask).mean() / 255 < 0.95
+
+
+def test_closeups_run_out_of_the_frame_and_distractors_stay_at_its_edges(photos, cutouts):
+    composites = _module("make_cutout_composites")
+    composites._init(sorted(photos.glob("*.jpg")), sorted(cutouts.glob("*.png")), [], closeups=1.0)
+    for index in range(6):  # every subject larger than the frame: it fills most of it and leaves by a side
+        mask = np.asarray(composites.render_composite(5, index, 96)[1]) / 255
+        borders = np.concatenate([mask[0], mask[-1], mask[:, 0], mask[:, -1]])
+        assert (borders > 0.5).any() and mask.mean() > 0.2
+    composites._init(sorted(photos.glob("*.jpg")), sorted(cutouts.glob("*.png")), [], distractors=1.0)
+    grey = np.full((96, 96, 3), 0.5, np.float32)
+    for seed in range(6):  # sharp objects near the sides, never over the middle where the subject goes
+        changed = np.abs(composites._distractors(np.random.default_rng(seed), grey, 90.0, 0.0) - grey).max(-1) > 0.02
+        assert changed.any() and not changed[36:60, 36:60].any()

@@ -37,16 +37,21 @@ SHADOW_P = 0.4
 LIGHT_MATCH_P = 0.6
 NOISE_P = 0.4
 FIGURE_P = 0.15  # default share of subjects that are drawn people (--figures)
+CLOSEUP_P = 0.15  # default share of close-ups (--closeups): one subject larger than the frame, cut by it
+DISTRACTOR_P = 0.35  # default share of scenes with sharp, unmasked objects at the edges (--distractors)
 
 _PHOTOS: list[Path] = []
 _CUTOUTS: list[Path] = []
 _CARTOONS: list[Path] = []
-_FIGURES = [0.0]  # share of subjects that are drawn people, set by _init
+# Shares set by _init. At 0 a share draws nothing from the random stream, so the data of a recipe that does not
+# use it is the same image for image as before it existed.
+_SHARES = {"figures": 0.0, "closeups": 0.0, "distractors": 0.0}
 
 
-def _init(photos: list[Path], cutouts: list[Path], cartoons: list[Path], figures: float = 0.0) -> None:
+def _init(photos: list[Path], cutouts: list[Path], cartoons: list[Path], figures: float = 0.0,
+          closeups: float = 0.0, distractors: float = 0.0) -> None:
     _PHOTOS[:], _CUTOUTS[:], _CARTOONS[:] = photos, cutouts, cartoons
-    _FIGURES[0] = figures
+    _SHARES.update(figures=figures, closeups=closeups, distractors=distractors)
 
 
 @lru_cache(maxsize=48)
@@ -232,6 +237,28 @@ def _paste(image: np.ndarray, rgb: np.ndarray, alpha: np.ndarray, x: int, y: int
     return image * (1 - a[..., None]) + colour * a[..., None], a
 
 
+def _distractors(rng: np.random.Generator, image: np.ndarray, main: float, defocus: float) -> np.ndarray:
+    """1-3 sharp objects that are not salient: smaller than the subject, at the edges, often cut by the frame.
+
+    Why: a busy photograph (a street behind a motorcycle, a room behind two dogs) is full of real, in-focus
+    things the mask leaves out; the faded clutter alone taught the model that anything real and sharp is the
+    subject."""
+    size = image.shape[0]
+    for _ in range(int(rng.integers(1, 4))):
+        longest = min(size * rng.uniform(0.15, 0.45), main * 0.7)
+        rgb, alpha = _object(rng, longest)
+        if defocus:  # they stand in the background, so they share its focus
+            rgb = np.asarray(Image.fromarray((rgb * 255).astype(np.uint8)).filter(
+                ImageFilter.GaussianBlur(defocus * rng.uniform(0.3, 1.0))), dtype=np.float32) / 255
+            alpha = _blur(alpha, defocus * 0.5)
+        h, w = alpha.shape
+        edge = int(rng.integers(4))  # centred near one of the four sides, so at most half of it shows inside
+        along, across = rng.uniform(0, size), rng.uniform(-0.1, 0.15) * size
+        cx, cy = [(along, across), (along, size - across), (across, along), (size - across, along)][edge]
+        image, _ = _paste(image, rgb, alpha, int(cx - w / 2), int(cy - h / 2))
+    return image
+
+
 def render_composite(seed: int, index: int, size: int) -> tuple[Image.Image, Image.Image]:
     """Composite `index` of set `seed`: (RGB image, L mask), size x size."""
     rng = np.random.default_rng([seed, index])
@@ -254,16 +281,21 @@ def render_composite(seed: int, index: int, size: int) -> tuple[Image.Image, Ima
     mask = np.zeros(image.shape[:2], np.float32)
     count = int(rng.choice(OBJECT_COUNTS, p=OBJECT_COUNT_P))
     main = size * rng.uniform(0.3, 0.95)
+    closeup = _SHARES["closeups"] > 0 and rng.random() < _SHARES["closeups"]
+    if closeup:  # a cat's face, a flower filling the frame: the subject runs out of it on one or more sides
+        count, main = 1, size * rng.uniform(1.05, 1.8)
+    if _SHARES["distractors"] > 0 and rng.random() < _SHARES["distractors"]:
+        image = _distractors(rng, image, main, defocus)
     for k in range(count):
         longest = main if k == 0 else main * rng.uniform(0.35, 0.85)
         bust = False
-        if rng.random() < _FIGURES[0]:
+        if rng.random() < _SHARES["figures"]:
             rgb, alpha, bust = _figure(rng, size * rng.uniform(0.55, 1.0) if k == 0 else longest * 1.2)
         else:
             rgb, alpha = _object(rng, longest)
         h, w = alpha.shape
         if k == 0:  # near the centre, as in salient-object photos; sometimes cut by the frame
-            cx, cy = rng.normal(size / 2, size * 0.12, 2)
+            cx, cy = rng.normal(size / 2, size * (0.2 if closeup else 0.12), 2)
         else:
             cx, cy = rng.uniform(0.1, 0.9, 2) * size
         x, y = int(cx - w / 2), int(cy - h / 2)
@@ -309,6 +341,12 @@ def main() -> None:
                         % round(CARTOON_P * 100))
     parser.add_argument("--figures", type=float, default=FIGURE_P,
                         help="share of subjects that are drawn people (the stamps hold almost none)")
+    parser.add_argument("--closeups", type=float, default=0.0,
+                        help="share of close-ups: one subject larger than the frame, cut by it (recipe: %g)"
+                        % CLOSEUP_P)
+    parser.add_argument("--distractors", type=float, default=0.0,
+                        help="share of scenes with 1-3 sharp objects at the edges that are not salient (recipe: %g)"
+                        % DISTRACTOR_P)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--num_composites", type=int, default=12000)
     parser.add_argument("--num_synthetic", type=int, default=3000, help="plain synthetic scenes (seed 0)")
@@ -333,7 +371,8 @@ def main() -> None:
     jobs = [("composite", args.seed, i, args.size, args.out, int(quality_rng.integers(75, 96)))
             for i in range(args.num_composites)]
     jobs += [("synthetic", 0, i, args.size, args.out, 95) for i in range(args.num_synthetic)]
-    with Pool(args.workers, initializer=_init, initargs=(photos, cutouts, cartoons, args.figures)) as pool:
+    with Pool(args.workers, initializer=_init, initargs=(photos, cutouts, cartoons, args.figures, args.closeups,
+                                                             args.distractors)) as pool:
         for _ in tqdm(pool.imap_unordered(_write, jobs, chunksize=32), total=len(jobs), desc="composites"):
             pass
     print(f"wrote {len(jobs)} images to {args.out}: {args.num_composites} composites of {len(cutouts)} cut-outs"

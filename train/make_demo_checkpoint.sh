@@ -1,27 +1,32 @@
 #!/usr/bin/env bash
-# Reproduces the bundled demo checkpoint (u2net_hub/checkpoints/u2net-tiny-synthetic) in two stages:
-#   stage 1: the tiny U²-Net trained from scratch on the built-in synthetic scenes (4,000 steps; this was the
+# Reproduces the bundled demo checkpoint (u2net_hub/checkpoints/u2net-tiny-synthetic) in three stages:
+#   stage 1: the tiny U²-Net trained from scratch on the built-in synthetic scenes (4,000 steps at 160 px; the
 #            bundled model until 2026-12-03, commit ce7e2be);
-#   stage 2: stage 1 fine-tuned on composites of real object cut-outs (Tux Paint's photographic stamps,
-#            train/fetch_cutouts.sh) on real photographs (Debian wallpaper photos, train/fetch_photos.sh), made by
-#            train/make_cutout_composites.py and mixed with plain synthetic scenes;
-# then scores the result on the held-out synthetic split and on the real-photo validation set
-# (train/make_real_validation.py) with `u2net evaluate`, and ships it with its figures in the model card.
+#   stage 2: stage 1 fine-tuned at 320 px on composites of real object cut-outs (Tux Paint's photographic stamps,
+#            train/fetch_cutouts.sh) and drawn people on real photographs (Debian wallpaper photos,
+#            train/fetch_photos.sh), made by train/make_cutout_composites.py and mixed with plain synthetic
+#            scenes (the bundled model of 2026-12-04, commit 8271ef6);
+#   stage 3: stage 2 fine-tuned on fresh composites (another seed) that add close-ups (a subject larger than the
+#            frame) and sharp distractors at the frame's edges (STAGE3_CLOSEUPS, STAGE3_DISTRACTORS);
+# then scores the result on the held-out synthetic split, the real-photo validation set
+# (train/make_real_validation.py) and held-out cut-out composites with `u2net evaluate`, and ships it with its
+# figures in the model card.
 # Every training stage is resumable: rerun the script (or the same command) and it continues from the newest
-# checkpoint of its run folder. CPU is enough (about 1.2 s per step of 8 images at 144x144 on two AVX-512 bf16
-# cores when the machine is otherwise idle).
-#   STAGE1_DIR=...   a finished stage-1 run folder to start stage 2 from (default: train it here). The
-#                    stage 2 of 2026-12-04 started from the stage-1 model shipped in ce7e2be:
-#                    git show ce7e2be:u2net_hub/checkpoints/u2net-tiny-synthetic/{config.json,model.safetensors}
+# checkpoint of its run folder.
+#   STAGE1_DIR=... / STAGE2_DIR=...   a finished run folder to start the next stage from instead of training
+#                    it here: stage 2 of 2026-12-04 started from the stage-1 model of ce7e2be, stage 3 from the
+#                    stage-2 model of 8271ef6 (git show <commit>:u2net_hub/checkpoints/u2net-tiny-synthetic/...)
 #   TRAIN_ONLY=1     stop after training (no evaluation, no packaging)
-#   DATA_ONLY=1      stop after building stage 2's data (to train several runs on it at once)
+#   DATA_ONLY=1      stop after building the data (to train several runs on it at once)
 #   PACKAGE=0        evaluate but do not replace the bundled checkpoint
 #   CHECKPOINT=DIR   package the weights of this checkpoint-N folder of RUN_DIR instead of its final ones
 #   WORKERS=N        processes rendering the composites and DataLoader workers (default 2)
-#   STAGE2_LR, STAGE2_STEPS, STAGE2_BATCH, RUN_DIR: stage 2's learning rate, steps, batch and run folder;
-#   NUM_COMPOSITES, NUM_SYNTHETIC: the size of its data
-# Stage 2 runs at the paper's 320/288 px with batch 32. On the two-core CPU that is ~2 s a step; the 2026-12-04
-# model was trained on a lent H200 (train/device_stage2.sh: two learning rates side by side, ~5 minutes each).
+#   STAGE2_LR, STAGE2_STEPS, STAGE2_BATCH, STAGE2_RUN_DIR, NUM_COMPOSITES, NUM_SYNTHETIC: stage 2's learning
+#                    rate, steps, batch, run folder and data; STAGE3_LR, STAGE3_STEPS, STAGE3_COMPOSITES,
+#                    STAGE3_SYNTHETIC, STAGE3_CLOSEUPS, STAGE3_DISTRACTORS and RUN_DIR (stage 3's run folder,
+#                    the one evaluated and packaged) the same for stage 3
+# Stages 2 and 3 run at the paper's 320/288 px with batch 32: ~2 s a step on the two-core CPU (stage 1 ~1.2 s a
+# step of 8 at 144 px), so they were trained on lent H200s (train/device_stage2.sh, train/device_stage3.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -32,13 +37,21 @@ STAGE2_BATCH=${STAGE2_BATCH:-32}
 WORKERS=${WORKERS:-2}
 NUM_COMPOSITES=${NUM_COMPOSITES:-24000}   # stage 2's data: composites of the cut-outs, and
 NUM_SYNTHETIC=${NUM_SYNTHETIC:-8000}      # plain synthetic scenes (a quarter, to keep the synthetic quality)
-RUN_DIR=${RUN_DIR:-runs/demo-tiny-cutouts-320}
+STAGE2_RUN_DIR=${STAGE2_RUN_DIR:-runs/demo-tiny-cutouts-320}
+STAGE3_LR=${STAGE3_LR:-5e-4}
+STAGE3_STEPS=${STAGE3_STEPS:-2000}
+STAGE3_COMPOSITES=${STAGE3_COMPOSITES:-16000}
+STAGE3_SYNTHETIC=${STAGE3_SYNTHETIC:-4000}
+STAGE3_CLOSEUPS=${STAGE3_CLOSEUPS:-0.15}
+STAGE3_DISTRACTORS=${STAGE3_DISTRACTORS:-0.35}
+RUN_DIR=${RUN_DIR:-runs/demo-tiny-stage3-320}
 SIZE=160        # stage 1 and the held-out synthetic split
 SIZE2=320       # stage 2, the cut-out composites and their validation split
 HELDOUT_SEED=20261125
 HELDOUT_DIR=${HELDOUT_DIR:-runs/heldout-synthetic-$HELDOUT_SEED}
 PHOTOS=${PHOTOS:-runs/photos}
 COMPOSITES=${COMPOSITES:-runs/cutout-composites-$SIZE2}
+COMPOSITES3=${COMPOSITES3:-runs/cutout-composites-$SIZE2-seed2-c${STAGE3_CLOSEUPS}-d$STAGE3_DISTRACTORS}
 CUTOUTS=${CUTOUTS:-runs/cutouts}
 CUTOUT_VALIDATION=${CUTOUT_VALIDATION:-runs/cutout-validation-$SIZE2}
 REAL_DIR=${REAL_DIR:-runs/real-validation}
@@ -46,8 +59,8 @@ export HF_HUB_OFFLINE=1
 LAUNCH=("$PY" -m accelerate.commands.launch --num_processes 1 --num_machines 1 --mixed_precision no
         --dynamo_backend no train/train.py)
 
-# -- stage 1: synthetic scenes only, from scratch
-if [ -z "${STAGE1_DIR:-}" ]; then
+# -- stage 1: synthetic scenes only, from scratch (not needed when stage 3 starts from a given stage 2)
+if [ -z "${STAGE1_DIR:-}" ] && [ -z "${STAGE2_DIR:-}" ]; then
   STAGE1_DIR=runs/demo-tiny-synthetic
   "${LAUNCH[@]}" \
     --variant tiny \
@@ -67,7 +80,7 @@ fi
 [ -f "$CUTOUTS/.done" ] || { train/fetch_cutouts.sh "$CUTOUTS" && touch "$CUTOUTS/.done"; }
 # Backgrounds full of real objects (flowers, cups, boats) would teach "a real object is background".
 NOT_BACKGROUNDS="FreshFlower TwoWings ColorfulCups EveningGlow"
-[ -f "$COMPOSITES/.done" ] || {
+[ -n "${STAGE2_DIR:-}" ] || [ -f "$COMPOSITES/.done" ] || {
   "$PY" train/make_cutout_composites.py --photos "$PHOTOS/train" --cutouts "$CUTOUTS/train" \
     --cartoons "$CUTOUTS/cartoon" --out "$COMPOSITES" --num_composites "$NUM_COMPOSITES" --num_synthetic "$NUM_SYNTHETIC" --size $SIZE2 \
     --figures 0.15 --seed 0 --workers "$WORKERS" --exclude_backgrounds $NOT_BACKGROUNDS && touch "$COMPOSITES/.done"; }
@@ -76,11 +89,20 @@ NOT_BACKGROUNDS="FreshFlower TwoWings ColorfulCups EveningGlow"
   "$PY" train/make_cutout_composites.py --photos "$PHOTOS/train" --cutouts "$CUTOUTS/validation" \
     --out "$CUTOUT_VALIDATION" --num_composites 300 --num_synthetic 0 --size $SIZE2 --seed 1 --figures 0 \
     --workers "$WORKERS" --exclude_backgrounds $NOT_BACKGROUNDS && touch "$CUTOUT_VALIDATION/.done"; }
+# stage 3's: fresh composites (seed 2; seed 1 is the validation split's) with close-ups and sharp distractors
+[ -f "$COMPOSITES3/.done" ] || {
+  "$PY" train/make_cutout_composites.py --photos "$PHOTOS/train" --cutouts "$CUTOUTS/train" \
+    --cartoons "$CUTOUTS/cartoon" --out "$COMPOSITES3" --num_composites "$STAGE3_COMPOSITES" \
+    --num_synthetic "$STAGE3_SYNTHETIC" --size $SIZE2 --figures 0.15 --closeups "$STAGE3_CLOSEUPS" \
+    --distractors "$STAGE3_DISTRACTORS" --seed 2 --workers "$WORKERS" --exclude_backgrounds $NOT_BACKGROUNDS \
+    && touch "$COMPOSITES3/.done"; }
 [ "${DATA_ONLY:-0}" = 1 ] && exit 0
 
 # -- stage 2: fine-tune stage 1 on them at 320/288 px (200 images held out for the validation during training).
 #    Two earlier recipes fine-tuned on composites of *synthetic* shapes on real photos and lost real-photo
 #    quality (docs/demo-model.md); real cut-outs are what changed.
+if [ -z "${STAGE2_DIR:-}" ]; then
+STAGE2_DIR=$STAGE2_RUN_DIR
 "${LAUNCH[@]}" \
   --init_from "$STAGE1_DIR" --train_data_dir "$COMPOSITES" --validation_split 200 --data_check none \
   --resolution $SIZE2 --crop_size 288 \
@@ -88,6 +110,17 @@ NOT_BACKGROUNDS="FreshFlower TwoWings ColorfulCups EveningGlow"
   --max_train_steps "$STAGE2_STEPS" \
   --mixed_precision bf16 --dataloader_num_workers "$WORKERS" --seed 0 \
   --checkpointing_steps 250 --checkpoints_total_limit 4 --validation_steps 1250 \
+  --output_dir "$STAGE2_DIR" --resume_from_checkpoint latest
+fi
+
+# -- stage 3: stage 2 fine-tuned on the fresh composites, at a lower peak rate
+"${LAUNCH[@]}" \
+  --init_from "$STAGE2_DIR" --train_data_dir "$COMPOSITES3" --validation_split 200 --data_check none \
+  --resolution $SIZE2 --crop_size 288 \
+  --train_batch_size "$STAGE2_BATCH" --learning_rate "$STAGE3_LR" --lr_scheduler cosine --lr_warmup_steps 100 \
+  --max_train_steps "$STAGE3_STEPS" \
+  --mixed_precision bf16 --dataloader_num_workers "$WORKERS" --seed 0 \
+  --checkpointing_steps 250 --checkpoints_total_limit 4 --validation_steps 1000 \
   --output_dir "$RUN_DIR" --resume_from_checkpoint latest
 [ "${TRAIN_ONLY:-0}" = 1 ] && exit 0
 
