@@ -190,12 +190,25 @@ def test_trimap_band_widens_with_the_image_to_network_ratio():
     assert set(np.unique(wide)) <= {0, 128, 255}
 
 
+def test_foreground_scale_pulls_the_sure_object_back_from_its_edge():
+    # Dense fur saturates the map past the body's edge: the sure object is eroded by `foreground_scale` network
+    # pixels so the fur's fractional tips are solved instead of being stamped 1.
+    _, _, blurry = _scene(240, 180)
+    tight = matting.make_trimap(blurry, matting.MattingOptions(network_size=60, foreground_scale=0.0))
+    pulled = matting.make_trimap(blurry, matting.MattingOptions(network_size=60, foreground_scale=3.0))
+    assert (pulled == 255).sum() < (tight == 255).sum() - 500
+    assert ((pulled == 255) <= (tight == 255)).all()  # only ever less sure, never more
+    np.testing.assert_array_equal(pulled == 0, tight == 0)  # the background side is untouched
+    assert matting.MattingOptions().foreground_scale > 0
+
+
 @pytest.mark.parametrize("kwargs, message", [
     (dict(foreground_threshold=300), "foreground-threshold"),
     (dict(background_threshold=-1), "background-threshold"),
     (dict(foreground_threshold=100, background_threshold=100), "must be below"),
     (dict(erode_size=-2), "erode-size"),
     (dict(map_floor=1.5), "map_floor"),
+    (dict(foreground_scale=-1.0), "foreground_scale"),
 ])
 def test_bad_options_are_clear_errors(kwargs, message):
     with pytest.raises(matting.MattingError, match=message):

@@ -14,7 +14,9 @@ How (see docs/matting.md for the measurements behind each choice):
    network's resolution leaves at this image size: ``erode_size`` pixels per
    1000 pixels of the image's longer side (rembg uses a fixed ``erode_size``),
    and the background side is pushed out by a further ``band_scale`` network
-   pixels, because hair reaches beyond where the blurred map fades out.
+   pixels, because hair reaches beyond where the blurred map fades out; the
+   object side is pulled in by ``foreground_scale`` network pixels, because
+   dense fur saturates the map beyond the body's edge.
 2. **Alpha** (:func:`estimate_alpha`). pymatting's closed-form matting
    Laplacian (Levin et al. 2008) solved with pymatting's conjugate gradients
    and incomplete-Cholesky preconditioner, only over the unknown pixels, in
@@ -111,7 +113,10 @@ class MattingOptions:
     definite regions are eroded before matting. ``network_size``: the
     network input side the map came from; the unknown band widens with
     ``image side / network_size``. ``band_scale``: how many network pixels
-    the background side of the band is pushed out. ``working_scale``: the
+    the background side of the band is pushed out; ``foreground_scale``: how
+    many network pixels the sure object is pulled back (dense fur saturates the
+    map past the body's edge, and its fractional tips would otherwise be stamped
+    1). ``working_scale``: the
     solve runs at most at ``working_scale`` times the network's resolution;
     finer detail comes from the guided upsampling, which follows the full-size
     photo (solving finer measured worse and slower: the band is as wide as the
@@ -140,6 +145,7 @@ class MattingOptions:
     erode_size: int = ERODE_SIZE
     network_size: int = NETWORK_SIZE
     band_scale: float = 3.0
+    foreground_scale: float = 3.0
     epsilon: float = 1e-6
     prior_weight: float = 1e-3
     working_scale: float = 1.0
@@ -165,6 +171,9 @@ class MattingOptions:
             raise MattingError(f"erode-size must be an integer >= 0, got {self.erode_size!r}")
         if not isinstance(self.network_size, (int, np.integer)) or self.network_size < 1:
             raise MattingError(f"network_size must be a positive integer, got {self.network_size!r}")
+        if self.band_scale < 0 or self.foreground_scale < 0:
+            raise MattingError(f"band_scale and foreground_scale must be >= 0, got {self.band_scale!r} and "
+                               f"{self.foreground_scale!r}")
         if not 0.0 <= self.map_floor <= 1.0:
             raise MattingError(f"map_floor must be from 0 to 1, got {self.map_floor!r}")
         if self.colour_reach <= 0 or self.colour_pixels < 10_000:
@@ -221,7 +230,7 @@ def make_trimap(probability: np.ndarray, options: MattingOptions | None = None) 
         # its own confident region is the sure part, so the solve has an object to grow from.
         foreground |= level >= max(127.5, float(np.median(level[confident])))
     background = level <= options.background_threshold
-    foreground = _erode(foreground, erode / 2)
+    foreground = _erode(foreground, erode / 2 + options.foreground_scale * ratio / shrink)
     background = _erode(background, erode + options.band_scale * ratio / shrink)
     trimap = np.full(level.shape, 128, dtype=np.uint8)
     trimap[foreground] = 255
