@@ -92,3 +92,36 @@ def test_demo_model_finds_people_and_objects_in_real_photos(demo_model):
         errors.append(float(np.abs(probability - mask).mean()))
         ious.append(_iou(probability, (mask * 255).astype(np.uint8)))
     assert np.mean(errors) <= 0.22 and np.mean(ious) >= 0.65, (errors, ious)
+
+
+def test_mixed_weights_are_the_mean_and_the_temperature_sharpens_only_the_fused_map(tmp_path):
+    """train/mix_weights.py, which makes the shipped weights from two runs (train/make_demo_checkpoint.sh)."""
+    import subprocess
+    import sys
+
+    import torch
+
+    runs = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        model = U2Net(variant="tiny")
+        model.save_pretrained(tmp_path / f"run{seed}")
+        runs.append(model.eval())
+    script = [sys.executable, str(ROOT / "train" / "mix_weights.py"), str(tmp_path / "run0"), str(tmp_path / "run1")]
+    subprocess.run(script + ["--out", str(tmp_path / "mean")], check=True, capture_output=True)
+    mean = U2Net.from_pretrained(tmp_path / "mean")
+    for name, tensor in mean.state_dict().items():
+        a, b = runs[0].state_dict()[name], runs[1].state_dict()[name]
+        expected = (a.double() + b.double()) / 2 if tensor.is_floating_point() else b
+        torch.testing.assert_close(tensor.double(), expected.double())
+    subprocess.run(script + ["--weight_b", "0", "--temperature", "0.5", "--out", str(tmp_path / "sharp")],
+                   check=True, capture_output=True)
+    sharp = U2Net.from_pretrained(tmp_path / "sharp")
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        original, sharpened = runs[0](x), sharp(x)
+    torch.testing.assert_close(sharpened.logits, 2 * original.logits, rtol=1e-4, atol=1e-5)
+    for before, after in zip(original.side_logits, sharpened.side_logits):
+        torch.testing.assert_close(after, before)
+    bad = subprocess.run(script + ["--out", str(tmp_path / "x"), "--temperature", "0"], capture_output=True, text=True)
+    assert bad.returncode != 0 and "--temperature" in bad.stderr and "Traceback" not in bad.stderr

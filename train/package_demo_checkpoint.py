@@ -2,10 +2,11 @@
 
 Reads the run folder written by train/train.py (weights, train_log.jsonl), the
 JSON written by `u2net evaluate` on the held-out synthetic split and, for a
-model fine-tuned on real-photo composites (stage 2 of train/make_demo_checkpoint.sh),
+model fine-tuned on real-photo composites (stages 2 and 3 of train/make_demo_checkpoint.sh),
 the ones on the real-photo validation set and the held-out cut-out composites, and saves the model with
 save_pretrained into the package's checkpoint folder. `--checkpoint` packages the weights of one
-checkpoint-N folder of the run instead of its final ones (a run cut short by the end of a device lease).
+checkpoint-N folder of the run instead of its final ones (a run cut short by the end of a device lease);
+`--weights_dir` those of a model folder made from the run (train/mix_weights.py), described by `--mix`.
 """
 
 from __future__ import annotations
@@ -60,7 +61,16 @@ def main() -> None:
     parser.add_argument("--stage2_data", default=None, help="what stage 2 trained on (needed with --real_metrics_json)")
     parser.add_argument("--cutout_metrics_json", type=Path, default=None,
                         help="`u2net evaluate` on the composites of the held-out cut-outs")
+    parser.add_argument("--stage3_data", default=None,
+                        help="what stage 3 trained on: the run is then stage 3, and stage 2 is --stage2_summary")
+    parser.add_argument("--stage2_summary", default="2,750 steps (batch 32, 88,000 images seen) on one NVIDIA H200: "
+                        "the bundled model of commit 8271ef6", help="what stage 2 was, when the run is stage 3")
+    parser.add_argument("--weights_dir", type=Path, default=None,
+                        help="a model folder whose weights to package instead of the run's (train/mix_weights.py)")
+    parser.add_argument("--mix", default=None, help="how --weights_dir was made from the run (needed with it)")
     args = parser.parse_args()
+    if args.weights_dir is not None and not args.mix:
+        parser.error("--mix: say how the weights of --weights_dir were made")
 
     model = U2Net.from_pretrained(args.run_dir)
     totals = training_totals(args.run_dir / "train_log.jsonl")
@@ -70,13 +80,19 @@ def main() -> None:
         model.load_state_dict(load_file(args.checkpoint / "model.safetensors"))
         state = json.loads((args.checkpoint / "trainer_state.json").read_text())
         totals.update(steps=state["global_step"], seconds=state["train_seconds"])
+    if args.weights_dir is not None:
+        from safetensors.torch import load_file
+
+        model.load_state_dict(load_file(args.weights_dir / "model.safetensors"))
     evaluation = json.loads(args.metrics_json.read_text())
     metrics = {name: evaluation[name] for name in HEADLINE if name in evaluation}
     recipe = args.recipe
-    if recipe is None:
+    if recipe is None and (args.run_dir / "README.md").exists():
         source_card = (args.run_dir / "README.md").read_text()
         recipe = next((line.split("**: ", 1)[1] for line in source_card.splitlines()
                        if line.startswith("- **recipe**")), "")
+    elif recipe is None:  # a run folder brought back without its card (train/device_stage3.sh)
+        recipe = json.loads((args.run_dir / "training_record.json").read_text())["training"]["recipe"]
     batch = args.batch_size
     real = json.loads(args.real_metrics_json.read_text()) if args.real_metrics_json else None
     stage1 = None
@@ -102,16 +118,26 @@ def main() -> None:
         dataset = "stage 1: the built-in synthetic saliency scenes (seed 0); stage 2: " + args.stage2_data
         first = (f"{stage1['steps']:,} steps (batch 8) in {stage1['seconds'] / 60:.0f} min over "
                  f"{stage1['sessions']} session(s)") if stage1 else args.stage1_summary
-        steps = (f"stage 1: {first}; stage 2: {totals['steps']:,} steps (batch {batch}, "
-                 f"{totals['steps'] * batch:,} images seen)")
-        wall = f"stage 2: {totals['seconds'] / 60:.1f} min of training over {totals['sessions']} session(s)"
+        last = "stage 3" if args.stage3_data else "stage 2"
+        steps = f"stage 1: {first}; "
+        if args.stage3_data:
+            dataset += "; stage 3: " + args.stage3_data
+            steps += f"stage 2: {args.stage2_summary}; "
+        steps += f"{last}: {totals['steps']:,} steps (batch {batch}, {totals['steps'] * batch:,} images seen)"
+        wall = f"{last}: {totals['seconds'] / 60:.1f} min of training over {totals['sessions']} session(s)"
         if stage1:
             wall += f", {(stage1['seconds'] + totals['seconds']) / 60:.0f} min with stage 1"
+        if args.stage3_data and not recipe.startswith("stage"):
+            recipe = "stage 3: " + recipe
+        if args.mix:
+            recipe += f"; shipped weights: {args.mix}"
         rows = "\n".join(f"| {name} | {real[name]:.4f} |" for name in HEADLINE if name in real)
         notes = (
             "**This is the demo checkpoint bundled with u2net-hub.** It is the tiny U²-Net "
             f"({model.num_parameters:,} parameters) trained on synthetic scenes, then fine-tuned on real object "
-            "cut-outs and drawn people composited on real photographs; it has never seen a labelled real photograph. It makes the "
+            "cut-outs and drawn people composited on real photographs"
+            + (" in two rounds (the second adds close-ups and busy scenes)" if args.stage3_data else "")
+            + "; it has never seen a labelled real photograph. It makes the "
             "package, the CLI and the Space work offline out of the box; it is not a substitute for the authors' "
             "weights on real photographs. For those, download `u2net.pth` / `u2netp.pth` from the original "
             "repository and run `u2net convert u2net.pth ./u2net-full`, or fine-tune on real data with "
