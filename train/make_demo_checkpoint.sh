@@ -28,7 +28,8 @@
 #                    STAGE3_SYNTHETIC, STAGE3_CLOSEUPS, STAGE3_DISTRACTORS and RUN_DIR (stage 3's run folder,
 #                    the one evaluated and packaged) the same for stage 3
 # Stages 2 and 3 run at the paper's 320/288 px with batch 32: ~2 s a step on the two-core CPU (stage 1 ~1.2 s a
-# step of 8 at 144 px), so they were trained on lent H200s (train/device_stage2.sh, train/device_stage3.sh).
+# step of 8 at 144 px), so they were trained on lent H200s: stage 2 by train/device_stage2.sh of commit
+# 8271ef6, stage 3 by train/device_stage3.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
