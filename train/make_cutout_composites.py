@@ -6,8 +6,9 @@ hand-cut photographs of animals, food, plants, vehicles and household things (tr
 exact alpha, so the mask of every composite is exact. Each image puts 1-3 of them, large and near the centre
 as in the photos of salient-object datasets, on a random crop of a training photograph
 (train/fetch_photos.sh), with what makes a photo: defocused backgrounds, a contact shadow, light matched to the
-scene, small blurred clutter that is not salient, camera gain, noise and JPEG compression. Plain synthetic
-scenes are mixed in so the synthetic quality is kept.
+scene, small blurred clutter that is not salient, camera gain, noise and JPEG compression. Optional shares add
+drawn people (--figures), close-ups whose subject runs out of the frame (--closeups) and sharp, unmasked objects
+at the frame's edges (--distractors). Plain synthetic scenes are mixed in so the synthetic quality is kept.
 
 Every output is a deterministic function of (seed, index, size) and the installed Pillow.
     usage: python train/make_cutout_composites.py --photos runs/photos/train --cutouts runs/cutouts/train \
