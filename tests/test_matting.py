@@ -212,12 +212,29 @@ def test_the_sure_background_keeps_the_plain_masks_faint_values():
     # background is not solved, so matting must not erase them (stamping 0 there made hair scenes worse).
     photo, truth, blurry = _scene(240, 180)
     faint = np.where(blurry < 0.02, 0.02 + 0.02 * truth, blurry).astype(np.float32)
-    options = matting.MattingOptions(network_size=64, colour_model=False)
+    # Temperature 1: the thresholds read the map as it is, so 0.02-0.04 lies under the background threshold.
+    options = matting.MattingOptions(network_size=64, colour_model=False, trimap_temperature=1.0)
     trimap = matting.make_trimap(faint, options)
     background = trimap == 0
     assert (faint[background] > 0).sum() > 300  # the map does have faint values there: the test can fail
     alpha = matting.estimate_alpha(photo, faint, options)
     np.testing.assert_array_equal(alpha[background], faint[background])
+
+
+def test_the_trimap_thresholds_read_the_map_at_the_trimap_temperature():
+    # The bundled model's fused logit is doubled (temperature 0.5 folded in), so by default the thresholds read
+    # the map with its logits halved: the same trimap as temperature 1 on the softened map, and a wider band.
+    _, _, blurry = _scene(240, 180)
+    assert matting.MattingOptions().trimap_temperature == 2.0
+    p = np.clip(blurry.astype(np.float64), 1e-7, 1 - 1e-7)
+    softened = (1 / (1 + np.exp(-np.log(p / (1 - p)) / 2))).astype(np.float32)
+    sharp = matting.make_trimap(blurry, matting.MattingOptions(network_size=64))
+    plain = matting.make_trimap(blurry, matting.MattingOptions(network_size=64, trimap_temperature=1.0))
+    np.testing.assert_array_equal(sharp, matting.make_trimap(softened, matting.MattingOptions(
+        network_size=64, trimap_temperature=1.0)))
+    assert (sharp == 128).sum() > (plain == 128).sum() + 100
+    with pytest.raises(matting.MattingError, match="trimap_temperature"):
+        matting.MattingOptions(trimap_temperature=0.0)
 
 
 def test_trimap_band_widens_with_the_image_to_network_ratio():
