@@ -166,8 +166,16 @@ def test_the_colour_model_finds_strands_the_map_never_saw():
     assert np.abs(with_colour - truth)[clear].mean() < 0.03
     trimap = matting.make_trimap(blurry, options)
     np.testing.assert_array_equal(with_colour[trimap == 255], 1.0)
-    # Inside the unknown band the solve's alpha stands: the colour model only reaches where the solve cannot.
-    np.testing.assert_array_equal(with_colour[trimap == 128], without[trimap == 128])
+    # Inside the unknown band the colour model may only raise the solve's alpha (the solve grows from the blue
+    # body and erases yellow strands there), never lower it; with colour_in_band off the solve's alpha stands.
+    band = trimap == 128
+    assert (with_colour[band] >= without[band]).all()
+    strands = band & (truth > 0.3)
+    assert strands.sum() > 100
+    assert np.abs(with_colour - truth)[strands].mean() < np.abs(without - truth)[strands].mean() - 0.02
+    assert np.abs(with_colour - truth)[band].mean() <= np.abs(without - truth)[band].mean()
+    solve_only = matting.estimate_alpha(photo, blurry, matting.MattingOptions(network_size=64, colour_in_band=False))
+    np.testing.assert_array_equal(solve_only[band], without[band])
 
 
 def test_the_colour_model_keeps_only_what_touches_the_object():
