@@ -136,16 +136,19 @@ class MattingOptions:
     keeps the map's faint values, the floor cost 5% band MAE on the tuning
     scenes and protected none of them. ``trimap_temperature``: the thresholds
     are read on the map with its logits divided by this (1: the map as it
-    is, rembg's behaviour). 2 by default because the bundled model's fused
-    logit is doubled (temperature 0.5 folded into its fusion conv, 2026-12),
-    so its map saturates twice as fast and rembg's 240 / 10 on the raw map
-    leave a band too narrow for the hair (tuning scenes, band MAE at
-    800x600 / 4000x3000: 0.316 / 0.332 at 1, 0.271 / 0.284 at 2).
+    is, rembg's behaviour). Above 1 by default because the bundled model's
+    fused logit is doubled (temperature 0.5 folded into its fusion conv,
+    2026-12), so its map saturates twice as fast and rembg's 240 / 10 on the
+    raw map leave a band too narrow for the hair (tuning scenes, band MAE at
+    800x600 / 4000x3000: 0.316 / 0.332 at 1, 0.271 / 0.284 at 2; with
+    ``colour_in_band`` 0.268 / 0.282 at 2, 0.258 / 0.277 at 3, 0.262 at 4 at
+    800x600; 3 is the default, the one setting with no tuning scene worse
+    than the plain mask, at +0.002 / +0.003 whole-image MAE against 2).
     ``colour_in_band``: the colour model may also raise (never lower) the
     band's solved alpha where it trusts its own (the solve grows from the
-    body's colour, so it erases dark hair on a yellow body; tuning, 4000x3000
-    hair over grass +8% -> +0% vs plain, band MAE 0.271 / 0.284 -> 0.268 /
-    0.282, whole image 0.109 / 0.109 -> 0.112 / 0.112).
+    body's colour, so it erases dark hair on a yellow body; tuning at
+    temperature 2: 4000x3000 hair over grass +8% -> +0% vs plain, band MAE
+    0.271 / 0.284 -> 0.268 / 0.282, whole image 0.109 / 0.109 -> 0.112 / 0.112).
 
     The lengths are in network pixels and the defaults suit a 320 px network (the paper's models and the
     bundled one): set 2026-12-04 on the tuning scenes with the 320 px demo model (band 0.290 -> 0.258 at
@@ -170,7 +173,7 @@ class MattingOptions:
     colour_reach: float = 40.0
     colour_pixels: int = 2_500_000
     map_floor: float = 0.0
-    trimap_temperature: float = 2.0
+    trimap_temperature: float = 3.0
     colour_in_band: bool = True
 
     def __post_init__(self) -> None:
