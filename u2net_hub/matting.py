@@ -10,7 +10,8 @@ How (see docs/matting.md for the measurements behind each choice):
 1. **Trimap** (:func:`make_trimap`). Definite foreground where the probability
    is at least ``foreground_threshold`` / 255, definite background where it is
    at most ``background_threshold`` / 255 (rembg's knobs and defaults, 240 / 10),
-   both eroded; the rest is unknown. The erosion scales with the blur the
+   read on the map with its logits divided by ``trimap_temperature`` (3: the
+   bundled model's map is sharpened, its fused logit doubled), both eroded; the rest is unknown. The erosion scales with the blur the
    network's resolution leaves at this image size: ``erode_size`` pixels per
    1000 pixels of the image's longer side (rembg uses a fixed ``erode_size``),
    and the background side is pushed out by a further ``band_scale`` network
