@@ -63,8 +63,8 @@ def main() -> None:
                         help="`u2net evaluate` on the composites of the held-out cut-outs")
     parser.add_argument("--stage3_data", default=None,
                         help="what stage 3 trained on: the run is then stage 3, and stage 2 is --stage2_summary")
-    parser.add_argument("--stage2_summary", default="2,750 steps (batch 32, 88,000 images seen) on one NVIDIA H200: "
-                        "the bundled model of commit 8271ef6", help="what stage 2 was, when the run is stage 3")
+    parser.add_argument("--stage2_summary", default="2,750 steps (batch 32, 88,000 images seen), 5.9 min of training "
+                        "on one NVIDIA H200: the bundled model of commit 8271ef6", help="what stage 2 was, when the run is stage 3")
     parser.add_argument("--weights_dir", type=Path, default=None,
                         help="a model folder whose weights to package instead of the run's (train/mix_weights.py)")
     parser.add_argument("--mix", default=None, help="how --weights_dir was made from the run (needed with it)")
