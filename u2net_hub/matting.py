@@ -632,11 +632,9 @@ def estimate_alpha(image, probability: np.ndarray, options: MattingOptions | Non
             # strands grow out of the object, a backdrop's own contrasty texture (brick, gravel) mostly does not.
             trust[trimap == 255] = 0.0
             if not options.colour_in_band:
-                trust[trimap == 128] = 0.0
+                trust[unknown] = 0.0
             change = trust * (colour - alpha)
-            inside = trimap == 128
-            change[inside] = np.maximum(change[inside], 0.0)
-            del inside
+            change[unknown] = np.maximum(change[unknown], 0.0)
             del trust, colour
             labels, _ = _ndimage().label((change > 0.1) | (trimap != 0), structure=np.ones((3, 3), bool))
             touching = np.zeros(int(labels.max()) + 1, bool)
