@@ -90,6 +90,12 @@ def _blur(alpha: np.ndarray, radius: float) -> np.ndarray:
     return np.asarray(image.filter(ImageFilter.GaussianBlur(radius)), dtype=np.float32) / 255
 
 
+def _blur_colour(rgb: np.ndarray, radius: float) -> np.ndarray:
+    """An object's colours defocused like the background it stands in (truncated to 8 bits, as rendered)."""
+    image = Image.fromarray((rgb * 255).astype(np.uint8))
+    return np.asarray(image.filter(ImageFilter.GaussianBlur(radius)), dtype=np.float32) / 255
+
+
 def _object(rng: np.random.Generator, longest: float) -> tuple[np.ndarray, np.ndarray]:
     """A cut-out (RGB float, alpha float) flipped, maybe rotated, jittered, scaled to `longest` px."""
     pool = _CARTOONS if _CARTOONS and rng.random() < CARTOON_P else _CUTOUTS
@@ -249,8 +255,7 @@ def _distractors(rng: np.random.Generator, image: np.ndarray, main: float, defoc
         longest = min(size * rng.uniform(0.15, 0.45), main * 0.7)
         rgb, alpha = _object(rng, longest)
         if defocus:  # they stand in the background, so they share its focus
-            rgb = np.asarray(Image.fromarray((rgb * 255).astype(np.uint8)).filter(
-                ImageFilter.GaussianBlur(defocus * rng.uniform(0.3, 1.0))), dtype=np.float32) / 255
+            rgb = _blur_colour(rgb, defocus * rng.uniform(0.3, 1.0))
             alpha = _blur(alpha, defocus * 0.5)
         h, w = alpha.shape
         edge = int(rng.integers(4))  # centred near one of the four sides, so at most half of it shows inside
@@ -273,8 +278,7 @@ def render_composite(seed: int, index: int, size: int) -> tuple[Image.Image, Ima
         for _ in range(int(rng.integers(1, 3))):
             rgb, alpha = _object(rng, size * rng.uniform(0.08, 0.22))
             radius = max(defocus, 1.2 * size / 160)
-            rgb = np.asarray(Image.fromarray((rgb * 255).astype(np.uint8)).filter(
-                ImageFilter.GaussianBlur(radius)), dtype=np.float32) / 255
+            rgb = _blur_colour(rgb, radius)
             rgb = rgb * 0.5 + image.mean((0, 1)) * 0.5
             alpha = _blur(alpha, radius) * rng.uniform(0.5, 0.9)
             x, y = rng.integers(-alpha.shape[1] // 2, size - alpha.shape[1] // 2, 2)
