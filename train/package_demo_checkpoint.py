@@ -71,19 +71,19 @@ def main() -> None:
     args = parser.parse_args()
     if args.weights_dir is not None and not args.mix:
         parser.error("--mix: say how the weights of --weights_dir were made")
+    if args.weights_dir is not None and args.checkpoint is not None:
+        parser.error("--checkpoint and --weights_dir both name the weights to package: give one")
 
     model = U2Net.from_pretrained(args.run_dir)
     totals = training_totals(args.run_dir / "train_log.jsonl")
-    if args.checkpoint is not None:
+    weights = args.checkpoint or args.weights_dir
+    if weights is not None:
         from safetensors.torch import load_file
 
-        model.load_state_dict(load_file(args.checkpoint / "model.safetensors"))
+        model.load_state_dict(load_file(weights / "model.safetensors"))
+    if args.checkpoint is not None:
         state = json.loads((args.checkpoint / "trainer_state.json").read_text())
         totals.update(steps=state["global_step"], seconds=state["train_seconds"])
-    if args.weights_dir is not None:
-        from safetensors.torch import load_file
-
-        model.load_state_dict(load_file(args.weights_dir / "model.safetensors"))
     evaluation = json.loads(args.metrics_json.read_text())
     metrics = {name: evaluation[name] for name in HEADLINE if name in evaluation}
     recipe = args.recipe
