@@ -144,9 +144,8 @@ def test_a_failing_preconditioner_falls_back_to_the_plain_mask(monkeypatch):
     np.testing.assert_array_equal(alpha[~unknown], trimap[~unknown] / 255.0)
 
 
-def test_the_colour_model_finds_strands_the_map_never_saw():
-    # Yellow strands on a blue body over grass; the "network" saw the body only (a map with no hair at all), so
-    # the hair lies in the trimap's sure background, where the closed-form solve cannot reach it.
+def _yellow_hair_on_a_blue_body():
+    """Yellow strands on a blue body over grass, and a map that saw the body only (a 64x48 network's blur)."""
     photo, truth, _ = _scene(320, 240, colour=(230, 220, 40), strands=80, seed=5)
     body = np.zeros(truth.shape, np.float32)
     yy, xx = np.mgrid[0:240, 0:320]
@@ -154,6 +153,13 @@ def test_the_colour_model_finds_strands_the_map_never_saw():
     photo[body > 0] = (40, 60, 220)
     low = Image.fromarray(body, mode="F").resize((64, 48), Image.Resampling.BOX)
     blurry = np.clip(np.asarray(low.resize((320, 240), Image.Resampling.BILINEAR)), 0, 1).astype(np.float32)
+    return photo, truth, blurry
+
+
+def test_the_colour_model_finds_strands_the_map_never_saw():
+    # Yellow strands on a blue body over grass; the "network" saw the body only (a map with no hair at all), so
+    # the hair lies in the trimap's sure background, where the closed-form solve cannot reach it.
+    photo, truth, blurry = _yellow_hair_on_a_blue_body()
     hair = (truth > 0.05) & (blurry < 0.02)
     assert hair.sum() > 1000  # strands the map does not see: the test can fail
     options = matting.MattingOptions(network_size=64)
@@ -181,16 +187,11 @@ def test_the_colour_model_finds_strands_the_map_never_saw():
 def test_the_colour_model_keeps_only_what_touches_the_object():
     # The same hair, plus a patch of the hair's colour in the grass with no strand leading to it: it stands out
     # of the backdrop and lies on the strand-background colour line, but it is not attached to the object.
-    photo, truth, _ = _scene(320, 240, colour=(230, 220, 40), strands=80, seed=5)
-    body = np.zeros(truth.shape, np.float32)
+    photo, truth, blurry = _yellow_hair_on_a_blue_body()
     yy, xx = np.mgrid[0:240, 0:320]
-    body[(xx - 160) ** 2 + (yy - 0.55 * 240) ** 2 <= (0.25 * 240) ** 2] = 1.0
-    photo[body > 0] = (40, 60, 220)
     patch = ((xx - 290) ** 2 + (yy - 215) ** 2 <= 8 ** 2) & (truth == 0)
     assert patch.sum() > 150
     photo[patch] = (0.5 * np.array((230, 220, 40)) + 0.5 * photo[patch]).astype(np.uint8)  # half-covered look
-    low = Image.fromarray(body, mode="F").resize((64, 48), Image.Resampling.BOX)
-    blurry = np.clip(np.asarray(low.resize((320, 240), Image.Resampling.BILINEAR)), 0, 1).astype(np.float32)
     options = matting.MattingOptions(network_size=64)
     alpha = matting.estimate_alpha(photo, blurry, options)
     colour, trust = matting.colour_alpha(photo, blurry, options)
