@@ -17,11 +17,14 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import skimage.data
+import torch
 from PIL import Image
 
 from u2net_hub import DEMO_MODEL, U2Net
@@ -97,11 +100,6 @@ def test_demo_model_finds_people_and_objects_in_real_photos(demo_model):
 
 def test_mixed_weights_are_the_mean_and_the_temperature_sharpens_only_the_fused_map(tmp_path):
     """train/mix_weights.py, which makes the shipped weights from two runs (train/make_demo_checkpoint.sh)."""
-    import subprocess
-    import sys
-
-    import torch
-
     runs = []
     for seed in (0, 1):
         torch.manual_seed(seed)
