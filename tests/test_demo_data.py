@@ -153,3 +153,30 @@ def test_closeups_run_out_of_the_frame_and_distractors_stay_at_its_edges(photos,
     for seed in range(6):  # sharp objects near the sides, never over the middle where the subject goes
         changed = np.abs(composites._distractors(np.random.default_rng(seed), grey, 90.0, 0.0) - grey).max(-1) > 0.02
         assert changed.any() and not changed[36:60, 36:60].any()
+
+
+def test_busy_scenes_keep_a_sharp_backdrop_with_unmasked_objects_behind_a_large_subject(photos, cutouts):
+    composites = _module("make_cutout_composites")
+    composites._init(sorted(photos.glob("*.jpg")), sorted(cutouts.glob("*.png")), [], busy=1.0)
+    grey = np.full((96, 96, 3), 0.5, np.float32)
+    for seed in range(6):  # objects land anywhere, the middle included, and none is masked
+        changed = np.abs(composites._busy(np.random.default_rng(seed), grey, 90.0) - grey).max(-1) > 0.02
+        assert 0.02 < changed.mean() < 0.9
+
+    def backdrop_detail(busy: float) -> tuple[np.ndarray, float]:
+        composites._init(sorted(photos.glob("*.jpg")), sorted(cutouts.glob("*.png")), [], busy=busy)
+        detail, subject = [], []
+        for index in range(10):
+            image, mask = composites.render_composite(9, index, 128)
+            grey_image, alpha = np.asarray(image.convert("L"), np.float32), np.asarray(mask) / 255
+            laplacian = np.abs(4 * grey_image[1:-1, 1:-1] - grey_image[:-2, 1:-1] - grey_image[2:, 1:-1]
+                               - grey_image[1:-1, :-2] - grey_image[1:-1, 2:])
+            detail.append(laplacian[alpha[1:-1, 1:-1] < 0.01].mean())
+            subject.append(alpha.mean())
+        return np.array(detail), float(np.min(subject))
+
+    plain_detail, _ = backdrop_detail(0.0)  # the mean absolute Laplacian where the mask is 0
+    busy_detail, smallest_subject = backdrop_detail(1.0)
+    assert busy_detail.min() > 1.5 * np.median(plain_detail)  # no busy backdrop is defocused
+    assert busy_detail.mean() > 2.5 * plain_detail.mean()  # and they are full of sharp objects
+    assert smallest_subject > 0.05  # the subject stays large enough to be what the photo is of

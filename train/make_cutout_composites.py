@@ -8,7 +8,8 @@ as in the photos of salient-object datasets, on a random crop of a training phot
 (train/fetch_photos.sh), with what makes a photo: defocused backgrounds, a contact shadow, light matched to the
 scene, small blurred clutter that is not salient, camera gain, noise and JPEG compression. Optional shares add
 drawn people (--figures), close-ups whose subject runs out of the frame (--closeups) and sharp, unmasked objects
-at the frame's edges (--distractors). Plain synthetic scenes are mixed in so the synthetic quality is kept.
+at the frame's edges (--distractors), and busy scenes: a sharp backdrop with in-focus objects anywhere behind the
+subject (--busy). Plain synthetic scenes are mixed in so the synthetic quality is kept.
 
 Every output is a deterministic function of (seed, index, size) and the installed Pillow.
     usage: python train/make_cutout_composites.py --photos runs/photos/train --cutouts runs/cutouts/train \
@@ -40,19 +41,20 @@ NOISE_P = 0.4
 FIGURE_P = 0.15  # default share of subjects that are drawn people (--figures)
 CLOSEUP_P = 0.15  # default share of close-ups (--closeups): one subject larger than the frame, cut by it
 DISTRACTOR_P = 0.35  # default share of scenes with sharp, unmasked objects at the edges (--distractors)
+BUSY_P = 0.4  # default share of busy scenes (--busy): a sharp background full of in-focus objects behind the subject
 
 _PHOTOS: list[Path] = []
 _CUTOUTS: list[Path] = []
 _CARTOONS: list[Path] = []
 # Shares set by _init. At 0 a share draws nothing from the random stream, so the data of a recipe that does not
 # use it is the same image for image as before it existed.
-_SHARES = {"figures": 0.0, "closeups": 0.0, "distractors": 0.0}
+_SHARES = {"figures": 0.0, "closeups": 0.0, "distractors": 0.0, "busy": 0.0}
 
 
 def _init(photos: list[Path], cutouts: list[Path], cartoons: list[Path], figures: float = 0.0,
-          closeups: float = 0.0, distractors: float = 0.0) -> None:
+          closeups: float = 0.0, distractors: float = 0.0, busy: float = 0.0) -> None:
     _PHOTOS[:], _CUTOUTS[:], _CARTOONS[:] = photos, cutouts, cartoons
-    _SHARES.update(figures=figures, closeups=closeups, distractors=distractors)
+    _SHARES.update(figures=figures, closeups=closeups, distractors=distractors, busy=busy)
 
 
 @lru_cache(maxsize=48)
@@ -265,11 +267,27 @@ def _distractors(rng: np.random.Generator, image: np.ndarray, main: float, defoc
     return image
 
 
+def _busy(rng: np.random.Generator, image: np.ndarray, main: float) -> np.ndarray:
+    """2-4 sharp objects anywhere behind the subject, clearly smaller than it, sometimes cut by the frame.
+
+    Why: on a sharp, structured backdrop (tissue under a microscope, a table with a cup, pylons against the
+    sky) the model marked the backdrop as object, because in its data only the subject was ever sharp."""
+    size = image.shape[0]
+    for _ in range(int(rng.integers(2, 5))):
+        rgb, alpha = _object(rng, main * rng.uniform(0.25, 0.6))
+        h, w = alpha.shape
+        x, y = rng.integers(-w // 2, size - w // 2), rng.integers(-h // 2, size - h // 2)
+        image, _ = _paste(image, rgb, alpha, int(x), int(y))
+    return image
+
+
 def render_composite(seed: int, index: int, size: int) -> tuple[Image.Image, Image.Image]:
     """Composite `index` of set `seed`: (RGB image, L mask), size x size."""
     rng = np.random.default_rng([seed, index])
-    background = _jitter(rng, _crop(rng, _photo(int(rng.integers(len(_PHOTOS)))), size, 0.15))
-    defocus = rng.uniform(0.6, 4.0) * size / 160 if rng.random() < DEFOCUS_P else 0.0
+    busy = _SHARES["busy"] > 0 and rng.random() < _SHARES["busy"]
+    # A busy scene's backdrop is cropped at most 2.5x magnified, so it keeps the photo's own sharpness.
+    background = _jitter(rng, _crop(rng, _photo(int(rng.integers(len(_PHOTOS)))), size, 0.4 if busy else 0.15))
+    defocus = rng.uniform(0.6, 4.0) * size / 160 if rng.random() < DEFOCUS_P and not busy else 0.0
     if defocus:
         background = background.filter(ImageFilter.GaussianBlur(defocus))
     image = np.asarray(background, dtype=np.float32) / 255
@@ -291,6 +309,9 @@ def render_composite(seed: int, index: int, size: int) -> tuple[Image.Image, Ima
         count, main = 1, size * rng.uniform(1.05, 1.8)
     if _SHARES["distractors"] > 0 and rng.random() < _SHARES["distractors"]:
         image = _distractors(rng, image, main, defocus)
+    if busy:  # the subject stays large, so that it, not the backdrop's objects, is what the photo is of
+        main = max(main, size * 0.5)
+        image = _busy(rng, image, main)
     for k in range(count):
         longest = main if k == 0 else main * rng.uniform(0.35, 0.85)
         bust = False
@@ -352,6 +373,9 @@ def main() -> None:
     parser.add_argument("--distractors", type=float, default=0.0,
                         help="share of scenes with 1-3 sharp objects at the edges that are not salient (recipe: %g)"
                         % DISTRACTOR_P)
+    parser.add_argument("--busy", type=float, default=0.0,
+                        help="share of busy scenes: a sharp backdrop with 2-4 in-focus objects behind the subject "
+                        "that are not salient (recipe: %g)" % BUSY_P)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--num_composites", type=int, default=12000)
     parser.add_argument("--num_synthetic", type=int, default=3000, help="plain synthetic scenes (seed 0)")
@@ -377,7 +401,7 @@ def main() -> None:
             for i in range(args.num_composites)]
     jobs += [("synthetic", 0, i, args.size, args.out, 95) for i in range(args.num_synthetic)]
     with Pool(args.workers, initializer=_init, initargs=(photos, cutouts, cartoons, args.figures, args.closeups,
-                                                             args.distractors)) as pool:
+                                                             args.distractors, args.busy)) as pool:
         for _ in tqdm(pool.imap_unordered(_write, jobs, chunksize=32), total=len(jobs), desc="composites"):
             pass
     print(f"wrote {len(jobs)} images to {args.out}: {args.num_composites} composites of {len(cutouts)} cut-outs"
