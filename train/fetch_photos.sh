@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Real photographs for the demo model, from Debian wallpaper packages (downloaded, unpacked in a cache, never
-# installed), split into a TRAINING pool (backgrounds and textures of the composites) and a VALIDATION pool
-# (photos with a salient subject, masked by train/make_real_validation.py). No photo is in both pools, and
+# Real photographs for the demo model, from Debian wallpaper packages and the photos of KDE's jigsaw puzzles
+# (palapeli-data; downloaded, unpacked in a cache, never installed), split into a TRAINING pool (backgrounds
+# and textures of the composites) and a VALIDATION pool (photos with a salient subject, masked by
+# train/make_real_validation.py). No photo is in both pools, and
 # none comes from the U-2-Net repository. Each is stored at most 1024 px on its longer side.
 #   usage: train/fetch_photos.sh [OUT_DIR]     (default runs/photos; needs apt-get and dpkg)
 set -euo pipefail
@@ -11,7 +12,7 @@ OUT=${1:-runs/photos}
 CACHE=${CACHE:-runs/photo-debs}
 mkdir -p "$CACHE" "$OUT/train" "$OUT/validation"
 PACKAGES="mate-backgrounds plasma-workspace-wallpapers lomiri-wallpapers-20.04 lomiri-wallpapers lomiri-wallpapers-16.04
-          ukui-wallpapers gnome-backgrounds"
+          ukui-wallpapers gnome-backgrounds palapeli-data"
 for package in $PACKAGES; do
   [ -f "$CACHE/.unpacked-$package" ] && continue
   ls "$CACHE/${package}"_*.deb >/dev/null 2>&1 || (cd "$CACHE" && apt-get download "$package")
@@ -28,6 +29,7 @@ Image.MAX_IMAGE_PIXELS = None
 mate = root / "usr/share/backgrounds/mate/nature"
 plasma = root / "usr/share/wallpapers"
 lomiri = root / "usr/share/backgrounds"
+jigsaw = root / "usr/share/palapeli/collection"  # KDE's jigsaw puzzles: public-domain and GFDL photos
 # Photographs only (the packages also hold drawings and renders, left out). No person or animal among the
 # training ones beyond what a landscape holds; the salient subjects are kept for validation.
 pools = {
@@ -50,7 +52,8 @@ pools = {
     "validation": [mate / f"{n}.jpg" for n in ("Garden", "LadyBird", "YellowFlower", "Aqua")]
     + [plasma / n / "contents/images/2560x1600.jpg" for n in ("FallenLeaf", "Kite", "OneStandsOut")]
     + [lomiri / "Kleiber_by_Lukas_Baubkus.jpg"]
-    + [lomiri / f"{n}.jpg" for n in ("Picture_0B_by_freespace", "free_by_Peter_Nerlich", "friends_by_Aitzol_Berasategi")],
+    + [lomiri / f"{n}.jpg" for n in ("Picture_0B_by_freespace", "free_by_Peter_Nerlich", "friends_by_Aitzol_Berasategi")]
+    + [jigsaw / f"{n}.jpg" for n in ("panther-chameleon-female", "castle-maintenon")],
 }
 for pool, files in pools.items():
     for path in files:

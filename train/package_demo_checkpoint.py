@@ -144,8 +144,8 @@ def main() -> None:
             "`accelerate launch train/train.py --dataset_name nobg/DUTS`.\n\n"
             f"On real photographs ({real.get('count', '?')} photos made by train/make_real_validation.py: "
             "scikit-image's astronaut, coffee, rocket, motorcycle, cameraman and cat, matplotlib's portrait of "
-            "Grace Hopper, and Debian wallpaper photos of flowers, a leaf, a kite, a ladybird, a bowl, a bird and "
-            "two dogs, with hand-seeded random-walker masks; none of them in the training data), measured with "
+            "Grace Hopper, Debian wallpaper photos of flowers, a leaf, a kite, a ladybird, a bowl, a bird and "
+            "two dogs, and the chameleon and castle of KDE's jigsaw puzzles, with hand-seeded random-walker masks; none of them in the training data), measured with "
             "`u2net evaluate --no-fast`:\n\n| metric | value |\n|---|---|\n" + rows
         )
         if args.cutout_metrics_json:
