@@ -363,7 +363,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--photos", type=Path, required=True, help="folder of background photographs (*.jpg)")
     parser.add_argument("--cutouts", type=Path, required=True, help="folder of RGBA cut-outs (*.png)")
-    parser.add_argument("--cartoons", type=Path, help="folder of drawn RGBA cut-outs, %d%% of the objects"
+    parser.add_argument("--cartoons", type=Path, help="folder of drawn RGBA cut-outs, %d%%%% of the objects"
                         % round(CARTOON_P * 100))
     parser.add_argument("--figures", type=float, default=FIGURE_P,
                         help="share of subjects that are drawn people (the stamps hold almost none)")
