@@ -1,7 +1,7 @@
 """Before/after contact sheet of real photographs: input, reference mask, old model's mask, new model's mask.
 
     usage: python train/contact_sheet.py --old OLD_MODEL --new NEW_MODEL --dataset runs/real-validation \
-        --output docs/images/demo-model-real-photos.png
+        --output docs/demo-model-real-photos.png
 A model is a save_pretrained folder, or a train.py checkpoint folder (checkpoint-N, weights only; its
 config is taken from --config_from). Per-image MAE of each model is printed on its mask.
 """

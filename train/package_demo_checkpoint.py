@@ -2,7 +2,7 @@
 
 Reads the run folder written by train/train.py (weights, train_log.jsonl), the
 JSON written by `u2net evaluate` on the held-out synthetic split and, for a
-model fine-tuned on real-photo composites (stages 2 and 3 of train/make_demo_checkpoint.sh),
+model fine-tuned on real-photo composites (stages 2 to 4 of train/make_demo_checkpoint.sh),
 the ones on the real-photo validation set and the held-out cut-out composites, and saves the model with
 save_pretrained into the package's checkpoint folder. `--checkpoint` packages the weights of one
 checkpoint-N folder of the run instead of its final ones (a run cut short by the end of a device lease);
@@ -65,12 +65,23 @@ def main() -> None:
                         help="what stage 3 trained on: the run is then stage 3, and stage 2 is --stage2_summary")
     parser.add_argument("--stage2_summary", default="2,750 steps (batch 32, 88,000 images seen), 5.9 min of training "
                         "on one NVIDIA H200: the bundled model of commit 8271ef6", help="what stage 2 was, when the run is stage 3")
+    parser.add_argument("--stage4_data", default=None,
+                        help="what stage 4 trained on: the run is then stage 4, and stage 3 is --stage3_summary")
+    parser.add_argument("--stage4_runs", type=int, default=1,
+                        help="how many stage-4 runs (one per seed) went into the shipped weights")
+    parser.add_argument("--stage3_summary", default="2,000 steps (batch 32, 64,000 images seen), 4.1 min of training "
+                        "on one NVIDIA H200, mixed with stage 2: the bundled model of commit 47bded2",
+                        help="what stage 3 was, when the run is stage 4")
     parser.add_argument("--weights_dir", type=Path, default=None,
                         help="a model folder whose weights to package instead of the run's (train/mix_weights.py)")
     parser.add_argument("--mix", default=None, help="how --weights_dir was made from the run (needed with it)")
     args = parser.parse_args()
     if args.weights_dir is not None and not args.mix:
         parser.error("--mix: say how the weights of --weights_dir were made")
+    if args.stage4_data and not args.stage3_data:
+        parser.error("--stage4_data needs --stage3_data: say what stage 3 trained on too")
+    if args.stage4_runs < 1:
+        parser.error(f"--stage4_runs: at least 1, got {args.stage4_runs}")
     if args.weights_dir is not None and args.checkpoint is not None:
         parser.error("--checkpoint and --weights_dir both name the weights to package: give one")
 
@@ -118,17 +129,23 @@ def main() -> None:
         dataset = "stage 1: the built-in synthetic saliency scenes (seed 0); stage 2: " + args.stage2_data
         first = (f"{stage1['steps']:,} steps (batch 8) in {stage1['seconds'] / 60:.0f} min over "
                  f"{stage1['sessions']} session(s)") if stage1 else args.stage1_summary
-        last = "stage 3" if args.stage3_data else "stage 2"
+        last = "stage 4" if args.stage4_data else "stage 3" if args.stage3_data else "stage 2"
         steps = f"stage 1: {first}; "
         if args.stage3_data:
             dataset += "; stage 3: " + args.stage3_data
             steps += f"stage 2: {args.stage2_summary}; "
-        steps += f"{last}: {totals['steps']:,} steps (batch {batch}, {totals['steps'] * batch:,} images seen)"
+        if args.stage4_data:
+            dataset += "; stage 4: " + args.stage4_data
+            steps += f"stage 3: {args.stage3_summary}; "
+        runs = f" in each of {args.stage4_runs} runs" if args.stage4_data and args.stage4_runs > 1 else ""
+        steps += f"{last}: {totals['steps']:,} steps (batch {batch}, {totals['steps'] * batch:,} images seen){runs}"
         wall = f"{last}: {totals['seconds'] / 60:.1f} min of training over {totals['sessions']} session(s)"
+        if runs:
+            wall += " (the first run; the others took about as long)"
         if stage1:
             wall += f", {(stage1['seconds'] + totals['seconds']) / 60:.0f} min with stage 1"
         if args.stage3_data and not recipe.startswith("stage"):
-            recipe = "stage 3: " + recipe
+            recipe = f"{last}: " + recipe
         if args.mix:
             recipe += f"; shipped weights: {args.mix}"
         rows = "\n".join(f"| {name} | {real[name]:.4f} |" for name in HEADLINE if name in real)
@@ -136,7 +153,9 @@ def main() -> None:
             "**This is the demo checkpoint bundled with u2net-hub.** It is the tiny U²-Net "
             f"({model.num_parameters:,} parameters) trained on synthetic scenes, then fine-tuned on real object "
             "cut-outs and drawn people composited on real photographs"
-            + (" in two rounds (the second adds close-ups and busy scenes)" if args.stage3_data else "")
+            + (" in three rounds (the second adds close-ups and sharp distractors at the frame's edges, the third "
+               "busy scenes: a sharp backdrop with unmasked objects behind a large subject)" if args.stage4_data
+               else " in two rounds (the second adds close-ups and busy scenes)" if args.stage3_data else "")
             + "; it has never seen a labelled real photograph. It makes the "
             "package, the CLI and the Space work offline out of the box; it is not a substitute for the authors' "
             "weights on real photographs. For those, download `u2net.pth` / `u2netp.pth` from the original "
