@@ -206,8 +206,7 @@ def test_the_solve_gives_back_the_map_floor_share_of_what_it_takes_from_the_map(
     background = np.array((120, 110, 100), np.float32)
     photo, truth, blurry = _scene(240, 180, colour=(120, 110, 100), background=background)
     base = dict(network_size=64, colour_model=False)
-    assert matting.MattingOptions().map_floor == 0.0  # off by default (measured worse on the tuning scenes)
-    erased = matting.estimate_alpha(photo, blurry, matting.MattingOptions(**base))
+    erased = matting.estimate_alpha(photo, blurry, matting.MattingOptions(map_floor=0.0, **base))
     floor = 0.25
     hedged = matting.estimate_alpha(photo, blurry, matting.MattingOptions(map_floor=floor, **base))
     unknown = matting.make_trimap(blurry, matting.MattingOptions(**base)) == 128
