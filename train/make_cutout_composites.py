@@ -377,7 +377,7 @@ def main() -> None:
                         % DISTRACTOR_P)
     parser.add_argument("--busy", type=float, default=0.0,
                         help="share of busy scenes: a sharp backdrop with 2-4 in-focus objects behind the subject "
-                        "that are not salient (not in the recipe; 0.5 marked skies, a smaller share such as %g is untried)" % BUSY_P)
+                        "that are not salient (recipe, stage 4: %g; a share of 0.5 taught the model to mark skies)" % BUSY_P)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--num_composites", type=int, default=12000)
     parser.add_argument("--num_synthetic", type=int, default=3000, help="plain synthetic scenes (seed 0)")
