@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduces the bundled demo checkpoint (u2net_hub/checkpoints/u2net-tiny-synthetic) in three stages:
+# Reproduces the bundled demo checkpoint (u2net_hub/checkpoints/u2net-tiny-synthetic) in four stages and two weight mixes:
 #   stage 1: the tiny U²-Net trained from scratch on the built-in synthetic scenes (4,000 steps at 160 px; the
 #            bundled model until 2026-12-03, commit ce7e2be);
 #   stage 2: stage 1 fine-tuned at 320 px on composites of real object cut-outs (Tux Paint's photographic stamps,
