@@ -178,3 +178,43 @@ def test_huge_image_memory_stays_bounded(model):
     assert mask.size == (4000, 3000) and prediction.probability.dtype == np.float32
     assert peak < 1.6 * plane, f"peak numpy/python allocations {peak / 1e6:.0f} MB"
 
+
+
+def test_flip_average_makes_the_map_of_a_mirrored_image_the_mirrored_map(make_tiny_model, tmp_path):
+    """With ``flip_average`` the network sees the image and its mirror image and the logits are averaged, so a
+    mirrored input must give exactly the mirrored map (a single pass of a trained or random network does not:
+    its kernels are not symmetric). The setting survives save_pretrained / from_pretrained, is written to
+    config.json only when on, and ``forward`` itself is untouched."""
+    plain = make_tiny_model(input_size=INPUT_SIZE)
+    assert "flip_average" not in plain.config
+    flipped = U2Net(variant="tiny", input_size=INPUT_SIZE, flip_average=True)
+    flipped.load_state_dict(plain.state_dict())
+    flipped.save_pretrained(tmp_path)
+    flipped = U2Net.from_pretrained(tmp_path)
+    assert flipped.config["flip_average"] is True and flipped.preprocessing.flip_average
+
+    image = _photo(96, 64, seed=3)
+    mirror = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    for fast in (False, True):
+        a = predict(flipped, image, fast=fast).probability
+        b = predict(flipped, mirror, fast=fast).probability
+        assert np.abs(a - b[:, ::-1]).max() <= 1e-3, fast
+    single_a = predict(plain, image, fast=False).probability
+    single_b = predict(plain, mirror, fast=False).probability
+    assert np.abs(single_a - single_b[:, ::-1]).max() > 1e-2  # the property is the averaging's, not the network's
+
+    # the averaged fused map is the sigmoid of the mean logit of the two passes, written out by hand
+    x = torch.randn(2, 3, INPUT_SIZE, INPUT_SIZE)
+    with torch.no_grad():
+        one, other = plain(x).logits, plain(x.flip(-1)).logits.flip(-1)
+        assert torch.equal(flipped(x).logits, one)  # forward is not averaged
+    by_hand = torch.sigmoid((one + other) / 2)[:, 0].numpy()
+    from u2net_hub.pipeline import _forward
+
+    fused, sides = _forward(flipped, torch.device("cpu"), x.numpy(), sides=True, flip_average=True)
+    assert np.abs(fused - by_hand).max() <= 1e-5 and sides.shape == (2, 6, INPUT_SIZE, INPUT_SIZE)
+
+
+def test_flip_average_must_be_a_boolean():
+    with pytest.raises(ValueError, match="flip_average"):
+        U2Net(variant="tiny", flip_average="yes")

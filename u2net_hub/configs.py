@@ -59,6 +59,10 @@ class Preprocessing:
     std: tuple[float, float, float] = IMAGENET_STD
     #: The original divides each image by its own maximum, not by 255.
     divide_by_max: bool = True
+    #: Average the fused and side logits over the image and its mirror image (two passes per image).
+    #: Off for the paper's weights (their outputs stay the original's); on for the bundled demo model,
+    #: where it measured better on every validation set (docs/demo-model.md, 2026-12-05).
+    flip_average: bool = False
 
 
 def _table(rows: Sequence[tuple[int, int, int, int, bool]]) -> dict[str, StageSpec]:

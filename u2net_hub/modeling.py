@@ -83,6 +83,9 @@ class U2Net(nn.Module, HubMixin):
         mean: per-channel normalisation mean (ImageNet's by default).
         std: per-channel normalisation standard deviation (ImageNet's by default).
         divide_by_max: divide each image by its own maximum (the original) instead of by 255.
+        flip_average: at test time (``predict`` and everything built on it), average the logits of
+            the image and of its mirror image; ``forward`` is never affected. Off by default (the
+            original's outputs); the bundled demo model turns it on in its config.json.
     """
 
     def __init__(
@@ -96,6 +99,7 @@ class U2Net(nn.Module, HubMixin):
         mean: list | None = None,
         std: list | None = None,
         divide_by_max: bool = True,
+        flip_average: bool = False,
     ):
         super().__init__()
         for name, value in (("in_channels", in_channels), ("out_channels", out_channels), ("input_size", input_size)):
@@ -127,7 +131,9 @@ class U2Net(nn.Module, HubMixin):
         self.stages: dict[str, StageSpec] = table
         self.in_channels = in_channels
         self.out_channels = out_channels
-        self.preprocessing = Preprocessing(input_size, mean, std, bool(divide_by_max))
+        if not isinstance(flip_average, bool):
+            raise ConfigError(f"flip_average must be true or false, got {flip_average!r}")
+        self.preprocessing = Preprocessing(input_size, mean, std, bool(divide_by_max), flip_average)
 
         for name in ENCODER_STAGES + DECODER_STAGES:
             self.add_module(name, build_block(table[name]))
@@ -151,6 +157,8 @@ class U2Net(nn.Module, HubMixin):
             "mean": list(self.preprocessing.mean),
             "std": list(self.preprocessing.std),
             "divide_by_max": self.preprocessing.divide_by_max,
+            # written only when on, so the paper's configs stay as they were
+            **({"flip_average": True} if self.preprocessing.flip_average else {}),
         }
 
     @property

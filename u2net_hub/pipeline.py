@@ -98,16 +98,29 @@ def _lane_threads(count: int) -> None:
 
 
 def _forward(network: torch.nn.Module, device: torch.device, inputs: np.ndarray,
-             sides: bool) -> tuple[np.ndarray, np.ndarray | None]:
-    """One forward pass: the fused probabilities (B, S, S) and the side ones (B, 6, S, S) or None."""
+             sides: bool, flip_average: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    """One forward pass: the fused probabilities (B, S, S) and the side ones (B, 6, S, S) or None.
+
+    ``flip_average``: the batch and its mirror image go through the network together and each
+    map is the sigmoid of the mean of the two logits (the mirror's flipped back); the mean of
+    logits, not of probabilities, keeps the map as sharp as one pass (docs/demo-model.md).
+    """
     x = torch.from_numpy(inputs).to(device)
+    count = x.shape[0]
+
+    def merged(logits: torch.Tensor) -> torch.Tensor:
+        logits = logits.float()
+        if flip_average:
+            logits = (logits[:count] + logits[count:].flip(-1)) / 2
+        return torch.sigmoid(logits)
+
     with torch.inference_mode():
-        output = network(x)
-        fused = torch.sigmoid(output.logits[:, 0].float()).cpu().numpy()
+        output = network(torch.cat([x, x.flip(-1)]) if flip_average else x)
+        fused = merged(output.logits[:, 0]).cpu().numpy()
         side_maps = None
         if sides:
             stacked = torch.stack([s[:, 0] for s in output.side_logits], dim=1)
-            side_maps = torch.sigmoid(stacked.float()).cpu().numpy()
+            side_maps = merged(stacked).cpu().numpy()
     return fused, side_maps
 
 
@@ -194,11 +207,14 @@ def run(
     lane_pool = None
     threads = torch.get_num_threads()
 
+    flip_average = bool(getattr(getattr(model, "preprocessing", None), "flip_average", False))
+
     def forward(inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         if lane_pool is None or len(inputs) < 2:
-            return _forward(network, device, inputs, sides)
+            return _forward(network, device, inputs, sides, flip_average)
         parts = [part for part in np.array_split(inputs, lane_count) if len(part)]
-        outputs = [future.result() for future in [lane_pool.submit(_forward, network, device, part, sides)
+        outputs = [future.result() for future in [lane_pool.submit(_forward, network, device, part, sides,
+                                                                   flip_average)
                                                   for part in parts]]
         fused = np.concatenate([f for f, _ in outputs])
         return fused, (np.concatenate([s for _, s in outputs]) if sides else None)

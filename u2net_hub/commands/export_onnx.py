@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -46,6 +47,9 @@ def run(args) -> int:
     print(f"  variant {meta['variant']}, input (batch, 3, height, width) float32, trained at {meta['input_size']}px, "
           f"mean {meta['mean']}, std {meta['std']}, divide_by_max {meta['divide_by_max']}")
     print(f"  outputs: {', '.join(result.output_names)} (output 0 = fused sigmoid map)")
+    if json.loads(meta.get("config", "{}")).get("flip_average"):
+        print("  one pass per image: the mirror-image average that `predict` adds for this model (flip_average) "
+              "is not in the graph")
     if result.max_abs_error is not None:
         print(f"  onnxruntime vs PyTorch on {result.check_shape}: max abs difference {result.max_abs_error:.1e}")
     # Recent rembg versions only load custom models from their models folder (~/.u2net, ~/.rembg, $U2NET_HOME).
