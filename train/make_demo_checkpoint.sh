@@ -189,8 +189,10 @@ elif [ "${#STAGE4_DIRS[@]}" != 1 ]; then
   echo "STAGE4_SEEDS: one or two seeds, got '$STAGE4_SEEDS'" >&2; exit 2
 fi
 SHIPPED=$STAGE4_RUN_DIR/shipped
+# flip_average: predict averages each image's logits with its mirror image's (session 11: better on the real
+# photos, the cut-out composites and the synthetic scenes alike; docs/demo-model.md)
 "$PY" train/mix_weights.py "$STAGE3_MIX" "$STAGE4" --weight_b "${STAGE4_WEIGHT:-0.5}" \
-  --temperature "${STAGE4_TEMPERATURE:-0.5}" --out "$SHIPPED"
+  --temperature "${STAGE4_TEMPERATURE:-0.5}" --flip_average --out "$SHIPPED"
 
 # -- the held-out synthetic split: fresh scenes from a seed never used in training (training 0, validation 1,
 #    composite objects 7).
@@ -233,5 +235,6 @@ scenes keep a sharp backdrop with 2-4 unmasked objects behind a large subject, w
 scenes; one run per seed (seeds $STAGE4_SEEDS)" --stage4_runs "$(echo $STAGE4_SEEDS | wc -w)" \
   --mix "stage 3's mix (the mean of stage 2's weights and stage 3's, ${STAGE3_WEIGHT:-0.5} of stage 3, the fused \
 logit divided by ${TEMPERATURE:-0.5}) averaged with the mean of the stage-4 runs (${STAGE4_WEIGHT:-0.5} of stage 4), the \
-fused logit divided by ${STAGE4_TEMPERATURE:-0.5} again (train/mix_weights.py)" \
-  --command "train/make_demo_checkpoint.sh   # stage 1: train.py --variant tiny --max_train_steps $STAGE1_STEPS; stage 2: train.py --init_from STAGE1 --train_data_dir $COMPOSITES --resolution $SIZE2 --crop_size 288 --train_batch_size $STAGE2_BATCH --learning_rate $STAGE2_LR --max_train_steps $STAGE2_STEPS ...; stage 3 (train/device_stage3.sh on a GPU): train.py --init_from STAGE2 --train_data_dir $COMPOSITES3 --learning_rate $STAGE3_LR --max_train_steps $STAGE3_STEPS ...; train/mix_weights.py STAGE2 STAGE3 --weight_b ${STAGE3_WEIGHT:-0.5} --temperature ${TEMPERATURE:-0.5}; stage 4 (seeds $STAGE4_SEEDS): train.py --init_from STAGE3_MIX --train_data_dir $COMPOSITES4 --train_batch_size $STAGE4_BATCH --learning_rate $STAGE4_LR --max_train_steps $STAGE4_STEPS ...; train/mix_weights.py STAGE3_MIX STAGE4 --weight_b ${STAGE4_WEIGHT:-0.5} --temperature ${STAGE4_TEMPERATURE:-0.5}"
+fused logit divided by ${STAGE4_TEMPERATURE:-0.5} again (train/mix_weights.py); at test time each image's logits are \
+averaged with its mirror image's (flip_average)" \
+  --command "train/make_demo_checkpoint.sh   # stage 1: train.py --variant tiny --max_train_steps $STAGE1_STEPS; stage 2: train.py --init_from STAGE1 --train_data_dir $COMPOSITES --resolution $SIZE2 --crop_size 288 --train_batch_size $STAGE2_BATCH --learning_rate $STAGE2_LR --max_train_steps $STAGE2_STEPS ...; stage 3 (train/device_stage3.sh on a GPU): train.py --init_from STAGE2 --train_data_dir $COMPOSITES3 --learning_rate $STAGE3_LR --max_train_steps $STAGE3_STEPS ...; train/mix_weights.py STAGE2 STAGE3 --weight_b ${STAGE3_WEIGHT:-0.5} --temperature ${TEMPERATURE:-0.5}; stage 4 (seeds $STAGE4_SEEDS): train.py --init_from STAGE3_MIX --train_data_dir $COMPOSITES4 --train_batch_size $STAGE4_BATCH --learning_rate $STAGE4_LR --max_train_steps $STAGE4_STEPS ...; train/mix_weights.py STAGE3_MIX STAGE4 --weight_b ${STAGE4_WEIGHT:-0.5} --temperature ${STAGE4_TEMPERATURE:-0.5} --flip_average"

@@ -7,7 +7,7 @@ fused logit by a temperature below 1 sharpens them without changing their order 
 The fused logit is the output of a 1x1 convolution over the six side maps, so the temperature is folded into its
 weight and bias: the checkpoint stays an ordinary U²-Net that every tool (ONNX export, rembg) runs as is.
 
-    usage: python train/mix_weights.py RUN_A RUN_B --out DIR [--weight_b 0.5] [--temperature 0.5]
+    usage: python train/mix_weights.py RUN_A RUN_B --out DIR [--weight_b 0.5] [--temperature 0.5] [--flip_average]
 RUN_A and RUN_B are model folders (config.json + model.safetensors) or checkpoint-N folders of a run (their
 weights, with the config of the run folder above them). The config of RUN_B is kept.
 """
@@ -15,6 +15,7 @@ weights, with the config of the run folder above them). The config of RUN_B is k
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -57,14 +58,18 @@ def main() -> None:
     parser.add_argument("--weight_b", type=float, default=0.5, help="the share of RUN_B's weights (0..1)")
     parser.add_argument("--temperature", type=float, default=1.0,
                         help="divides the fused logit: below 1 sharpens the map (the demo model uses 0.5)")
+    parser.add_argument("--flip_average", action="store_true",
+                        help="turn on test-time mirror averaging in the output's config (the demo model does)")
     args = parser.parse_args()
     if not 0 <= args.weight_b <= 1 or args.temperature <= 0:
         parser.error("--weight_b must be in 0..1 and --temperature above 0")
     model = U2Net.from_pretrained(_config_folder(args.run_b))
     model.load_state_dict(mix(_weights(args.run_a), _weights(args.run_b), args.weight_b, args.temperature))
+    if args.flip_average:
+        model.preprocessing = replace(model.preprocessing, flip_average=True)
     model.save_pretrained(args.out)
     print(f"wrote {args.out}: {1 - args.weight_b:g} x {args.run_a} + {args.weight_b:g} x {args.run_b}, "
-          f"fused logit / {args.temperature:g}")
+          f"fused logit / {args.temperature:g}" + (", flip_average" if args.flip_average else ""))
 
 
 if __name__ == "__main__":

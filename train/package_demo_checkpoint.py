@@ -92,6 +92,8 @@ def main() -> None:
         from safetensors.torch import load_file
 
         model.load_state_dict(load_file(weights / "model.safetensors"))
+        if (weights / "config.json").exists():  # test-time settings of the shipped weights (flip_average)
+            model.preprocessing = U2Net.from_pretrained(weights).preprocessing
     if args.checkpoint is not None:
         state = json.loads((args.checkpoint / "trainer_state.json").read_text())
         totals.update(steps=state["global_step"], seconds=state["train_seconds"])
