@@ -62,3 +62,22 @@ def peak_rss_mb() -> float:
     except OSError:
         pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def one_pass_model(folder: str | os.PathLike, dest: Path) -> str:
+    """`folder`, or a copy of it in `dest` with mirror averaging off, so a side-by-side timing runs one pass.
+
+    Why: the bundled model's config turns on ``flip_average`` (two passes per image in ``predict``), while
+    rembg, the ONNX file and the network-alone pass run one; comparing them needs the same work on both sides.
+    """
+    import json
+    import shutil
+
+    config = json.loads(Path(folder, "config.json").read_text())
+    if not config.pop("flip_average", False):
+        return str(folder)
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copy(Path(folder, "model.safetensors"), dest / "model.safetensors")
+    (dest / "config.json").write_text(json.dumps(config, indent=2))
+    print(f"timing {folder} with flip_average off (one pass per image, as rembg and the network alone run)\n")
+    return str(dest)

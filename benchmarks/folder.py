@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import cpu_name, load_average  # noqa: E402
+from _common import cpu_name, load_average, one_pass_model  # noqa: E402
 from photos import make_photos  # noqa: E402
 
 DEFAULT_REMBG = "/work/wt/rembg-venv/bin/rembg"
@@ -163,10 +163,10 @@ def main(argv=None) -> int:
 
     from u2net_hub import DEMO_MODEL
 
-    model = args.model or DEMO_MODEL
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     with tempfile.TemporaryDirectory(prefix="u2net-folder-") as tmp:
         tmp = Path(tmp)
+        model = one_pass_model(args.model or DEMO_MODEL, tmp / "model")
         photos_dir = args.photos or tmp / "photos"
         photos = make_photos(photos_dir, args.count)
         single = tmp / "single"

@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import cpu_name, gpu_name, load_average  # noqa: E402
+from _common import cpu_name, gpu_name, load_average, one_pass_model  # noqa: E402
 from folder import timed  # noqa: E402
 from photos import make_photos  # noqa: E402
 
@@ -65,7 +65,7 @@ def main() -> None:
 
     full = work / "full-random"
     U2Net(variant="full").eval().save_pretrained(full)
-    models = {"tiny (bundled demo)": str(DEMO_MODEL), "full (random weights)": str(full)}
+    models = {"tiny (bundled demo)": one_pass_model(DEMO_MODEL, work / "demo-one-pass"), "full (random weights)": str(full)}
     print(f"{gpu_name()}; {cpu_name()}, {os.cpu_count()} cores, load {load_average()}; {len(paths)} photos, "
           f"batch {args.batch_size}")
     rows = []

@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 from u2net_hub import ImageLoadError, Prediction, U2Net, predict
+from u2net_hub.pipeline import _forward
 
 INPUT_SIZE = 64  # the network's side in these tests: small keeps the suite fast on 2 cores
 
@@ -179,7 +180,6 @@ def test_huge_image_memory_stays_bounded(model):
     assert peak < 1.6 * plane, f"peak numpy/python allocations {peak / 1e6:.0f} MB"
 
 
-
 def test_flip_average_makes_the_map_of_a_mirrored_image_the_mirrored_map(make_tiny_model, tmp_path):
     """With ``flip_average`` the network sees the image and its mirror image and the logits are averaged, so a
     mirrored input must give exactly the mirrored map (a single pass of a trained or random network does not:
@@ -209,8 +209,6 @@ def test_flip_average_makes_the_map_of_a_mirrored_image_the_mirrored_map(make_ti
         one, other = plain(x).logits, plain(x.flip(-1)).logits.flip(-1)
         assert torch.equal(flipped(x).logits, one)  # forward is not averaged
     by_hand = torch.sigmoid((one + other) / 2)[:, 0].numpy()
-    from u2net_hub.pipeline import _forward
-
     fused, sides = _forward(flipped, torch.device("cpu"), x.numpy(), sides=True, flip_average=True)
     assert np.abs(fused - by_hand).max() <= 1e-5 and sides.shape == (2, 6, INPUT_SIZE, INPUT_SIZE)
 

@@ -207,7 +207,7 @@ def run(
     lane_pool = None
     threads = torch.get_num_threads()
 
-    flip_average = bool(getattr(getattr(model, "preprocessing", None), "flip_average", False))
+    flip_average = model.preprocessing.flip_average
 
     def forward(inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         if lane_pool is None or len(inputs) < 2:
