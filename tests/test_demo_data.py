@@ -4,6 +4,7 @@ stroke-seeded validation masks (train/make_real_validation.py)."""
 from __future__ import annotations
 
 import importlib.util
+import io
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import skimage.data
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFilter
 
 from u2net_hub.data import load_saliency_dataset
 
@@ -180,3 +181,54 @@ def test_busy_scenes_keep_a_sharp_backdrop_with_unmasked_objects_behind_a_large_
     assert busy_detail.min() > 1.5 * np.median(plain_detail)  # no busy backdrop is defocused
     assert busy_detail.mean() > 2.5 * plain_detail.mean()  # and they are full of sharp objects
     assert smallest_subject > 0.05  # the subject stays large enough to be what the photo is of
+
+
+def test_gcompris_photos_are_cut_out_of_a_resource_file_by_their_signatures():
+    """Encoded images inside other bytes (as in a Qt .rcc): every photo is found, drawings and thumbnails are not."""
+    fetch = _module("fetch_gcompris_photos")
+    photo = Image.fromarray(skimage.data.coffee())
+    drawing = Image.new("RGBA", (300, 300), (0, 0, 0, 0))
+    ImageDraw.Draw(drawing).ellipse((20, 20, 280, 280), fill=(250, 200, 0, 255))
+
+    def encoded(image: Image.Image, fmt: str) -> bytes:
+        buffer = io.BytesIO()
+        image.save(buffer, fmt)
+        return buffer.getvalue()
+
+    blob = b"".join([b"qres\x00\x01" * 50, encoded(photo, "JPEG"), b"\xff\xd8\xff not an image" * 3,
+                     encoded(photo.resize((400, 266)), "WEBP"), b"\x00" * 999, encoded(drawing, "PNG"),
+                     encoded(photo.resize((120, 80)), "PNG"), b"RIFF\x10\x00\x00\x00WEBPjunk"])
+    images = list(fetch.encoded_images(blob))
+    assert sorted(image.size for image in images) == [(120, 80), (300, 300), (400, 266), (600, 400)]
+    photos = [image for image in images if fetch.is_photo(image)]
+    assert sorted(image.size for image in photos) == [(400, 266), (600, 400)]  # no drawing, no thumbnail
+    assert fetch.image_hash(photos[0]) == fetch.image_hash(photos[1])  # the same photo at two sizes is one
+
+
+def test_pseudo_labels_snap_to_the_edge_and_only_confident_ones_are_kept():
+    """A model's blurred, shifted mask of a textured disc: the random walker gives back the disc; a map with no
+    sure subject, or one that calls the whole frame the subject, is not kept. (A confident error that the photo's
+    colours support passes these checks: that is what the check by eye on the contact sheet is for.)"""
+    pseudo = _module("make_pseudo_labels")
+    rng = np.random.default_rng(1)
+    size = 160
+    truth = Image.new("L", (size, size), 0)
+    ImageDraw.Draw(truth).ellipse((40, 36, 120, 116), fill=255)
+    disc = np.asarray(truth) > 127
+    image = np.where(disc[..., None], [200, 80, 40], [60, 120, 170]) + rng.normal(0, 15, (size, size, 3))
+    photo = Image.fromarray(np.clip(image, 0, 255).astype(np.uint8))
+    model = np.asarray(truth.transform(truth.size, Image.Transform.AFFINE, (1, 0, 2, 0, 1, -2))
+                       .filter(ImageFilter.GaussianBlur(2.5)), np.float32) / 255  # soft, off by two pixels
+
+    def iou(a: np.ndarray, b: np.ndarray) -> float:
+        return (a & b).sum() / (a | b).sum()
+
+    mask, figures = pseudo.refine(photo, model, sure=0.9)
+    assert iou(mask, disc) > 0.97 > iou(model > 0.5, disc)
+    assert pseudo.confident(figures, min_iou=0.9, max_band=0.6)
+    unsure = np.full((size, size), 0.6, np.float32)  # nothing sure: no seeds for the subject
+    _, figures = pseudo.refine(photo, unsure, sure=0.9)
+    assert not pseudo.confident(figures, min_iou=0.9, max_band=0.6)
+    everything = np.full((size, size), 0.95, np.float32)  # the whole frame "salient": no subject to learn
+    _, figures = pseudo.refine(photo, everything, sure=0.9)
+    assert not pseudo.confident(figures, min_iou=0.9, max_band=0.6)
