@@ -226,6 +226,7 @@ def test_pseudo_labels_snap_to_the_edge_and_only_confident_ones_are_kept():
     mask, figures = pseudo.refine(photo, model, sure=0.9)
     assert iou(mask, disc) > 0.97 > iou(model > 0.5, disc)
     assert pseudo.confident(figures, min_iou=0.9, max_band=0.6)
+    assert not pseudo.confident(figures, min_iou=0.9, max_band=0.6, max_subject=0.1)  # the disc is a fifth of the frame
     unsure = np.full((size, size), 0.6, np.float32)  # nothing sure: no seeds for the subject
     _, figures = pseudo.refine(photo, unsure, sure=0.9)
     assert not pseudo.confident(figures, min_iou=0.9, max_band=0.6)

@@ -8,15 +8,17 @@ image's edges, and only the labels the model is sure of are kept.
 For each photo: the model's probability map (with its test-time mirror averaging); pixels above ``--sure`` (eroded)
 seed the subject and pixels below ``1 - --sure`` (eroded) seed the background; a random walker on the photo
 (scikit-image; it solves only for the unseeded pixels, a thin band, so it is fast) decides the band by colour.
-A photo is kept when its label is confident: the subject covers 2-80 % of the frame, the uncertain band is small
-next to the subject, and the random walker agrees with the model (IoU). ``--exclude`` drops photos a person
-rejected on the contact sheet (OUT/sheet.png, written for that check: photo, label outline).
+A photo is kept when its label is confident: the subject covers 2 % to ``--max_subject`` of the frame, the
+uncertain band is small next to the subject, and the random walker agrees with the model (IoU). ``--exclude``
+drops photos a person rejected on the contact sheet (OUT/sheet.png, written for that check: photo, label
+outline in green where kept, red where not) and photos of scenes rather than objects.
     usage: python train/make_pseudo_labels.py --photos runs/gcompris --out runs/pseudo-gcompris
 """
 
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import sys
 import warnings
@@ -60,8 +62,8 @@ def refine(photo: Image.Image, probability: np.ndarray, sure: float) -> tuple[np
     return walked, figures
 
 
-def confident(figures: dict, min_iou: float, max_band: float) -> bool:
-    return 0.02 <= figures["subject"] <= 0.8 and figures["band"] <= max_band and figures["iou"] >= min_iou
+def confident(figures: dict, min_iou: float, max_band: float, max_subject: float = 0.8) -> bool:
+    return 0.02 <= figures["subject"] <= max_subject and figures["band"] <= max_band and figures["iou"] >= min_iou
 
 
 def sheet(rows: list[tuple[str, Image.Image, np.ndarray, bool]], path: Path, tile: int = 160, columns: int = 8) -> None:
@@ -91,7 +93,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--min_iou", type=float, default=0.9, help="least agreement of random walker and model")
     parser.add_argument("--max_band", type=float, default=0.6,
                         help="most unseeded pixels, as a share of the subject's")
-    parser.add_argument("--exclude", nargs="*", default=[], help="photo names (stems) rejected by eye")
+    parser.add_argument("--max_subject", type=float, default=0.8,
+                        help="largest share of the frame the subject may cover (an object, not a scene)")
+    parser.add_argument("--exclude", nargs="*", default=[], metavar="PATTERN",
+                        help="photo names (stems, or shell patterns such as 'explore_monuments-*') to leave out: "
+                             "rejected by eye on the contact sheet, or not of an object")
     args = parser.parse_args(argv)
 
     import torch
@@ -112,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
         photo.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.LANCZOS)
         probability = predict(model, photo, sides=False).probability
         mask, figures = refine(photo, probability, args.sure)
-        kept = confident(figures, args.min_iou, args.max_band) and path.stem not in args.exclude
+        excluded = any(fnmatch.fnmatchcase(path.stem, pattern) for pattern in args.exclude)
+        kept = confident(figures, args.min_iou, args.max_band, args.max_subject) and not excluded
         record[path.stem] = {**figures, "kept": kept}
         rows.append((path.stem, photo, mask, kept))
         if kept:
