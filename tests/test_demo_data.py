@@ -55,15 +55,20 @@ def test_composites_form_a_paired_folder_with_visible_objects(photos, tmp_path):
         assert np.linalg.norm(inside - outside) > 0.05  # the object is not camouflaged as a whole
 
 
+def _textured_disc(size: int, box: tuple, seed: int, noise: float) -> tuple[Image.Image, Image.Image]:
+    """An orange disc on a blue background, both noisy: its exact mask ("L") and the photo."""
+    truth = Image.new("L", (size, size), 0)
+    ImageDraw.Draw(truth).ellipse(box, fill=255)
+    disc = np.asarray(truth)[..., None] > 127
+    grain = np.random.default_rng(seed).normal(0, noise, (size, size, 3))
+    image = np.where(disc, [200, 80, 40], [60, 120, 170]) + grain
+    return truth, Image.fromarray(np.clip(image, 0, 255).astype(np.uint8))
+
+
 def test_stroke_seeded_segmentation_recovers_a_known_shape():
     """A textured disc on a textured background: two strokes must give back the disc."""
-    rng = np.random.default_rng(0)
-    size = 96
-    truth = Image.new("L", (size, size), 0)
-    ImageDraw.Draw(truth).ellipse((24, 20, 72, 68), fill=255)
+    truth, photo = _textured_disc(96, (24, 20, 72, 68), seed=0, noise=20)
     disc = np.asarray(truth) > 127
-    image = np.where(disc[..., None], [200, 80, 40], [60, 120, 170]) + rng.normal(0, 20, (size, size, 3))
-    photo = Image.fromarray(np.clip(image, 0, 255).astype(np.uint8))
     validation = _module("make_real_validation")
     mask = validation.segment(photo, [[(0.45, 0.4), (0.55, 0.5)]], ["border", [(0.05, 0.9), (0.95, 0.9)]])
     predicted = mask > 127
@@ -210,13 +215,9 @@ def test_pseudo_labels_snap_to_the_edge_and_only_confident_ones_are_kept():
     sure subject, or one that calls the whole frame the subject, is not kept. (A confident error that the photo's
     colours support passes these checks: that is what the check by eye on the contact sheet is for.)"""
     pseudo = _module("make_pseudo_labels")
-    rng = np.random.default_rng(1)
     size = 160
-    truth = Image.new("L", (size, size), 0)
-    ImageDraw.Draw(truth).ellipse((40, 36, 120, 116), fill=255)
+    truth, photo = _textured_disc(size, (40, 36, 120, 116), seed=1, noise=15)
     disc = np.asarray(truth) > 127
-    image = np.where(disc[..., None], [200, 80, 40], [60, 120, 170]) + rng.normal(0, 15, (size, size, 3))
-    photo = Image.fromarray(np.clip(image, 0, 255).astype(np.uint8))
     model = np.asarray(truth.transform(truth.size, Image.Transform.AFFINE, (1, 0, 2, 0, 1, -2))
                        .filter(ImageFilter.GaussianBlur(2.5)), np.float32) / 255  # soft, off by two pixels
 
