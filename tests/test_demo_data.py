@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -234,3 +235,73 @@ def test_pseudo_labels_snap_to_the_edge_and_only_confident_ones_are_kept():
     everything = np.full((size, size), 0.95, np.float32)  # the whole frame "salient": no subject to learn
     _, figures = pseudo.refine(photo, everything, sure=0.9)
     assert not pseudo.confident(figures, min_iou=0.9, max_band=0.6)
+
+
+def test_a_rough_outline_snaps_to_the_subject_edge_and_builds_a_paired_folder(tmp_path):
+    """An octagon drawn loosely around a disc (edges off by up to ~4 px) must come back as the disc itself."""
+    truth, photo = _textured_disc(160, (40, 36, 120, 116), seed=3, noise=15)
+    disc = np.asarray(truth) > 127
+    centre_x, centre_y, radius = 80 / 159, 76 / 159, 44 / 159  # a little larger than the disc's 40 px
+    octagon = [[centre_x + radius * np.cos(a), centre_y + radius * np.sin(a)] for a in np.arange(8) * np.pi / 4]
+    labelling = _module("label_photos")
+
+    def iou(a: np.ndarray, b: np.ndarray) -> float:
+        return (a & b).sum() / (a | b).sum()
+
+    outline = labelling.outline_mask(photo.size, {"subject": [octagon]})
+    snapped = labelling.snap(photo, outline, band=0.04) > 127
+    assert iou(outline, disc) < 0.93  # the outline alone is visibly off ...
+    assert iou(snapped, disc) > 0.96, iou(snapped, disc)  # ... the snapped mask is not
+
+    photos, labels, out = tmp_path / "photos", tmp_path / "labels", tmp_path / "out"
+    photos.mkdir()
+    labels.mkdir()
+    photo.save(photos / "disc.jpg", quality=95)
+    photo.save(photos / "other.png")
+    (labels / "a.json").write_text(json.dumps({"disc": {"subject": [octagon], "band": 0.04}}))
+    (labels / "b.json").write_text(json.dumps({"other": {"skip": "no subject"}}))
+    script = Path(__file__).resolve().parent.parent / "train" / "label_photos.py"
+    run = subprocess.run([sys.executable, str(script), "--photos", str(photos), "--labels", str(labels),
+                          "--out", str(out)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert sorted(p.name for p in (out / "images").iterdir()) == ["disc.png"]
+    built = load_saliency_dataset(str(out))
+    assert len(built) == 1
+    assert iou(np.asarray(built[0]["mask"]) > 127, disc) > 0.96
+
+    (labels / "b.json").write_text(json.dumps({"disc": {"skip": "labelled twice"}}))
+    twice = subprocess.run([sys.executable, str(script), "--photos", str(photos), "--labels", str(labels),
+                            "--out", str(out)], capture_output=True, text=True)
+    assert twice.returncode != 0 and "labelled twice" in twice.stderr and "Traceback" not in twice.stderr
+
+
+def test_scratch_media_keeps_the_photographed_costumes_cropped_with_their_alpha(tmp_path):
+    """A media folder laid out like the package's: each listed costume comes back cropped to its visible pixels
+    with its transparency, one in ten is held out, places become JPEG photos; a missing file is a clear error."""
+    fetch = _module("fetch_scratch_media")
+    media = tmp_path / "cache" / "scratch-root" / fetch.MEDIA
+    for folder, names in (("Costumes/People", fetch.PEOPLE), ("Costumes/Things", fetch.THINGS)):
+        (media / folder).mkdir(parents=True)
+        for name in names:  # a palette GIF with a transparent margin, as Scratch's costumes are
+            costume = Image.new("P", (90, 60), 0)
+            costume.putpalette([0, 0, 0, 200, 40, 40] + [0] * 762)
+            ImageDraw.Draw(costume).rectangle((20, 10, 69, 49), fill=1)
+            costume.save(media / folder / f"{name}.gif", transparency=0)
+    (media / "Backgrounds" / "Outdoors").mkdir(parents=True)
+    for name in fetch.BACKGROUNDS:
+        Image.new("RGB", (48, 36), (90, 140, 200)).save(media / "Backgrounds" / "Outdoors" / f"{name}.jpg")
+
+    assert fetch.main(["--out", str(tmp_path / "out"), "--cache", str(tmp_path / "cache")]) == 0
+    train = sorted((tmp_path / "out" / "cutouts" / "train").iterdir())
+    held_out = sorted((tmp_path / "out" / "cutouts" / "validation").iterdir())
+    assert len(train) + len(held_out) == len(fetch.PEOPLE) + len(fetch.THINGS)
+    assert 0 < len(held_out) < len(train) / 4
+    assert sum(p.name.startswith("scratch-person-") for p in train + held_out) == len(fetch.PEOPLE)
+    cutout = Image.open(train[0])
+    assert cutout.mode == "RGBA" and cutout.size == (50, 40)  # cropped to the rectangle
+    assert np.asarray(cutout)[..., 3].min() == 255 and tuple(np.asarray(cutout)[20, 25, :3]) == (200, 40, 40)
+    assert len(list((tmp_path / "out" / "photos" / "train").glob("*.jpg"))) == len(fetch.BACKGROUNDS)
+
+    (media / "Costumes" / "People" / f"{fetch.PEOPLE[0]}.gif").unlink()
+    with pytest.raises(SystemExit, match=fetch.PEOPLE[0]):
+        fetch.main(["--out", str(tmp_path / "again"), "--cache", str(tmp_path / "cache")])
