@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, default=Path("runs/photo-debs"))
     args = parser.parse_args(argv)
     media = unpack(args.cache)
-    counts = {"train": 0, "validation": 0, "photos": 0}
+    counts = {"train": 0, "validation": 0, "photos": 0, "people": 0}
     for pool in ("train", "validation"):
         (args.out / "cutouts" / pool).mkdir(parents=True, exist_ok=True)
     for stem in PEOPLE + THINGS:
@@ -92,12 +92,13 @@ def main(argv: list[str] | None = None) -> int:
         prefix = "person" if stem in PEOPLE else "thing"
         cutout(find(media / "Costumes", stem)).save(args.out / "cutouts" / pool / f"scratch-{prefix}-{stem}.png")
         counts[pool] += 1
+        counts["people"] += pool == "train" and stem in PEOPLE
     (args.out / "photos" / "train").mkdir(parents=True, exist_ok=True)
     for stem in BACKGROUNDS:
         Image.open(find(media / "Backgrounds", stem)).convert("RGB").save(
             args.out / "photos" / "train" / f"scratch-{stem}.jpg", quality=95)
         counts["photos"] += 1
-    print(f"{counts['train']} cut-outs for training ({sum(s in PEOPLE for s in PEOPLE)} people in all), "
+    print(f"{counts['train']} cut-outs for training ({counts['people']} of them people), "
           f"{counts['validation']} held out, {counts['photos']} photographs of places, in {args.out}")
     return 0
 

@@ -88,7 +88,7 @@ def snap(image: Image.Image, outline: np.ndarray, band: float) -> np.ndarray:
     structure = ndimage.generate_binary_structure(2, 1)
     sure_subject = ndimage.binary_erosion(outline, structure, iterations=radius)
     sure_background = ~ndimage.binary_dilation(outline, structure, iterations=radius)
-    if not sure_subject.any():  # a subject thinner than the band: keep its skeleton of the outline as seed
+    if not sure_subject.any():  # a subject thinner than the band: the outline less its edge pixels is the seed
         sure_subject = outline & ~ndimage.binary_dilation(~outline, structure, iterations=1)
     labels = np.zeros(outline.shape, np.int32)
     labels[sure_background] = 2
