@@ -29,7 +29,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image, ImageDraw
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from make_real_validation import overlay, soft_edge, walk  # noqa: E402  (the validation set's walker)
 
 MAX_SIDE = 400
 DEFAULT_BAND = 0.025  # half-width of the band the edge may move in, as a fraction of the longer side
@@ -61,14 +64,17 @@ def load_photo(path: Path) -> Image.Image:
     return image
 
 
-def _fill(size: tuple[int, int], polygons: list) -> np.ndarray:
+def _pixels(polygon: list, size: tuple[int, int]) -> list[tuple[float, float]]:
     w, h = size
+    return [(x * (w - 1), y * (h - 1)) for x, y in polygon]
+
+
+def _fill(size: tuple[int, int], polygons: list) -> np.ndarray:
     canvas = Image.new("L", size, 0)
     draw = ImageDraw.Draw(canvas)
     for polygon in polygons:
-        points = [(x * (w - 1), y * (h - 1)) for x, y in polygon]
-        if len(points) >= 3:
-            draw.polygon(points, fill=255)
+        if len(polygon) >= 3:
+            draw.polygon(_pixels(polygon, size), fill=255)
     return np.asarray(canvas) > 0
 
 
@@ -79,10 +85,7 @@ def outline_mask(size: tuple[int, int], label: dict) -> np.ndarray:
 
 def snap(image: Image.Image, outline: np.ndarray, band: float) -> np.ndarray:
     """Random walker in a band around the outline; returns a uint8 mask with a one-pixel soft edge."""
-    import warnings
-
     from scipy import ndimage
-    from skimage.segmentation import random_walker
 
     radius = max(2, round(band * max(image.size)))
     structure = ndimage.generate_binary_structure(2, 1)
@@ -93,27 +96,18 @@ def snap(image: Image.Image, outline: np.ndarray, band: float) -> np.ndarray:
     labels = np.zeros(outline.shape, np.int32)
     labels[sure_background] = 2
     labels[sure_subject] = 1
-    if not (labels == 1).any() or not (labels == 2).any():
-        result = outline
-    else:
-        data = np.asarray(image, dtype=np.float64) / 255
-        with warnings.catch_warnings():  # its probability-range warning is about rounding, not the result
-            warnings.simplefilter("ignore", UserWarning)
-            result = random_walker(data, labels, beta=250, mode="cg_j", tol=1e-4, channel_axis=-1) == 1
-    binary = Image.fromarray((result * 255).astype(np.uint8))
-    return np.asarray(binary.filter(ImageFilter.GaussianBlur(0.7)))
+    if not (labels == 1).any() or not (labels == 2).any():  # nothing to walk between: the outline as drawn
+        return soft_edge(outline)
+    return walk(image, labels)
 
 
 def check_sheet(image: Image.Image, mask: np.ndarray, label: dict) -> Image.Image:
     """The photo and, beside it, the subject kept with the background darkened and the outline in green."""
-    rgb = np.asarray(image, dtype=np.float32)
-    alpha = mask[..., None].astype(np.float32) / 255
-    over = Image.fromarray(np.clip(rgb * alpha + (rgb * 0.25 + np.array([0, 0, 90])) * (1 - alpha), 0, 255)
-                           .astype(np.uint8))
+    over = Image.fromarray(np.clip(overlay(image, mask), 0, 255).astype(np.uint8))
     draw = ImageDraw.Draw(over)
     w, h = image.size
     for polygon in label["subject"] + label.get("holes", []):
-        points = [(x * (w - 1), y * (h - 1)) for x, y in polygon]
+        points = _pixels(polygon, image.size)
         draw.line(points + points[:1], fill=(0, 255, 0), width=1)
     sheet = Image.new("RGB", (2 * w + 4, h), "white")
     sheet.paste(image, (0, 0))

@@ -176,18 +176,40 @@ def _strokes(size: tuple[int, int], strokes: list, width: int) -> np.ndarray:
     return np.asarray(canvas) > 0
 
 
-def segment(image: Image.Image, foreground: list, background: list) -> np.ndarray:
-    """Random walker from the strokes; returns a uint8 mask with a one-pixel soft edge."""
+def walk(image: Image.Image, labels: np.ndarray) -> np.ndarray:
+    """Random walker from seed labels (1 subject, 2 background, 0 unknown); a uint8 mask with a one-pixel soft edge.
+
+    Shared with train/label_photos.py, whose outlines are seeds of the same kind."""
+    import warnings
+
     from skimage.segmentation import random_walker
 
     data = np.asarray(image, dtype=np.float64) / 255
-    labels = np.zeros(data.shape[:2], np.int32)
+    with warnings.catch_warnings():  # its probability-range warning is about rounding, not the labels
+        warnings.simplefilter("ignore", UserWarning)
+        result = random_walker(data, labels, beta=250, mode="cg_j", tol=1e-4, channel_axis=-1)
+    return soft_edge(result == 1)
+
+
+def soft_edge(binary: np.ndarray) -> np.ndarray:
+    """A bool mask as uint8 with a one-pixel soft edge, as the annotations of salient-object sets have."""
+    return np.asarray(Image.fromarray((binary * 255).astype(np.uint8)).filter(ImageFilter.GaussianBlur(0.7)))
+
+
+def overlay(image: Image.Image, mask: np.ndarray) -> np.ndarray:
+    """For checking a mask by eye: the subject kept, the background darkened and tinted blue (float RGB)."""
+    rgb = np.asarray(image, dtype=np.float32)
+    alpha = mask[..., None].astype(np.float32) / 255
+    return rgb * alpha + (rgb * 0.25 + np.array([0, 0, 90])) * (1 - alpha)
+
+
+def segment(image: Image.Image, foreground: list, background: list) -> np.ndarray:
+    """Random walker from the strokes; returns a uint8 mask with a one-pixel soft edge."""
+    labels = np.zeros((image.height, image.width), np.int32)
     width = max(2, round(min(image.size) / 120))
     labels[_strokes(image.size, background, width)] = 2
     labels[_strokes(image.size, foreground, max(1, width // 2))] = 1
-    result = random_walker(data, labels, beta=250, mode="cg_j", tol=1e-4, channel_axis=-1)
-    binary = Image.fromarray(((result == 1) * 255).astype(np.uint8))
-    return np.asarray(binary.filter(ImageFilter.GaussianBlur(0.7)))
+    return walk(image, labels)
 
 
 def main() -> None:
@@ -206,11 +228,9 @@ def main() -> None:
         mask = segment(image, fg, bg)
         image.save(args.out / "images" / f"{name}.png")
         Image.fromarray(mask).save(args.out / "masks" / f"{name}.png")
-        # Overlay for checking by eye: subject kept, background darkened and tinted, strokes drawn.
+        # Overlay for checking by eye, with the strokes drawn.
         width = max(2, round(min(image.size) / 120))
-        rgb = np.asarray(image, dtype=np.float32)
-        alpha = mask[..., None].astype(np.float32) / 255
-        over = rgb * alpha + (rgb * 0.25 + np.array([0, 0, 90])) * (1 - alpha)
+        over = overlay(image, mask)
         over[_strokes(image.size, bg, width)] = (255, 0, 255)
         over[_strokes(image.size, fg, max(1, width // 2))] = (0, 255, 0)
         tiles.append(Image.fromarray(np.clip(over, 0, 255).astype(np.uint8)))
