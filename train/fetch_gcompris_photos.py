@@ -16,12 +16,14 @@ from __future__ import annotations
 import argparse
 import io
 import re
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from debian_package import unpack  # noqa: E402
 
 PACKAGE = "gcompris-qt-data"
 # activity (rcc file) -> what its photographs show; all other activities hold drawings, paintings or shapes.
@@ -78,15 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, default=Path("runs/photo-debs"),
                         help="where the .deb is downloaded and unpacked")
     args = parser.parse_args(argv)
-    args.cache.mkdir(parents=True, exist_ok=True)
-    debs = sorted(args.cache.glob(f"{PACKAGE}_*.deb"))
-    if not debs:
-        subprocess.run(["apt-get", "download", PACKAGE], cwd=args.cache, check=True)
-        debs = sorted(args.cache.glob(f"{PACKAGE}_*.deb"))
-    root = args.cache / "root"
-    rcc_dir = root / "usr/share/gcompris-qt/rcc"
-    if not (rcc_dir / "erase.rcc").exists():
-        subprocess.run(["dpkg", "-x", str(debs[-1]), str(root)], check=True)
+    rcc_dir = unpack(PACKAGE, args.cache, args.cache / "root", "usr/share/gcompris-qt/rcc/erase.rcc").parent
     args.out.mkdir(parents=True, exist_ok=True)
     seen: set[bytes] = set()
     kept = 0

@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import subprocess
 import sys
 from pathlib import Path
 
 from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from debian_package import unpack  # noqa: E402
 
 PACKAGE = "scratch"
 MEDIA = "usr/share/scratch/Media"
@@ -46,22 +48,6 @@ silos the-movies train-tracks1 train-tracks2 village wooden-house baseball-field
 basketball-court1-b""".split()
 
 
-def unpack(cache: Path) -> Path:
-    """Download the package into the cache (once) and unpack it there; returns its media folder."""
-    root = cache / "scratch-root"
-    if not (root / MEDIA).is_dir():
-        cache.mkdir(parents=True, exist_ok=True)
-        if not list(cache.glob(f"{PACKAGE}_*.deb")):
-            run = subprocess.run(["apt-get", "download", PACKAGE], cwd=cache, capture_output=True, text=True)
-            if run.returncode != 0:
-                raise SystemExit(f"error: apt-get download {PACKAGE} failed: {run.stderr.strip()}")
-        deb = sorted(cache.glob(f"{PACKAGE}_*.deb"))[-1]
-        run = subprocess.run(["dpkg", "-x", str(deb), str(root)], capture_output=True, text=True)
-        if run.returncode != 0:
-            raise SystemExit(f"error: dpkg -x {deb} failed: {run.stderr.strip()}")
-    return root / MEDIA
-
-
 def find(folder: Path, stem: str) -> Path:
     matches = [p for p in folder.glob(f"*/{stem}.*") if p.suffix.lower() in {".gif", ".png", ".jpg"}]
     if not matches:
@@ -83,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("runs/scratch"))
     parser.add_argument("--cache", type=Path, default=Path("runs/photo-debs"))
     args = parser.parse_args(argv)
-    media = unpack(args.cache)
+    media = unpack(PACKAGE, args.cache, args.cache / "scratch-root", MEDIA)
     counts = {"train": 0, "validation": 0, "photos": 0, "people": 0}
     for pool in ("train", "validation"):
         (args.out / "cutouts" / pool).mkdir(parents=True, exist_ok=True)
