@@ -364,3 +364,33 @@ def test_link_training_set_repeats_sources_filters_by_prefix_and_loads_as_one_da
     failed = subprocess.run(command, capture_output=True, text=True)
     assert failed.returncode != 0
     assert "s001" in failed.stderr and "Traceback" not in failed.stderr
+
+
+def test_closeup_crops_are_squares_tighter_than_the_subject_and_inside_the_photo(tmp_path):
+    data = tmp_path / "data"
+    (data / "images").mkdir(parents=True)
+    (data / "masks").mkdir()
+    photo = Image.fromarray(skimage.data.coffee())  # 600x400
+    mask = Image.new("L", photo.size, 0)
+    ImageDraw.Draw(mask).ellipse((250, 100, 410, 260), fill=255)  # a disc of diameter 161
+    photo.save(data / "images" / "coffee.jpg")
+    mask.save(data / "masks" / "coffee.png")
+    Image.new("RGB", (300, 200)).save(data / "images" / "empty.jpg")
+    Image.new("L", (300, 200), 0).save(data / "masks" / "empty.png")
+    out = tmp_path / "closeups"
+    result = subprocess.run([sys.executable, str(ROOT / "train" / "make_closeup_crops.py"), "--data", str(data),
+                             "--out", str(out), "--per_photo", "4", "--min_side", "32"],
+                            capture_output=True, text=True, check=True)
+    crops = sorted(out.glob("*.jpg"))
+    assert [c.name for c in crops] == [f"coffee-closeup{i}.jpg" for i in range(4)]
+    assert "1 skipped" in result.stdout
+    module = _module("make_closeup_crops")
+    import random
+    box = module.subject_box(np.asarray(mask))
+    assert box == (250, 100, 411, 261)  # Pillow draws the bounding box inclusive
+    for seed in range(50):
+        x0, y0, x1, y1 = module.closeup_box(box, photo.size, random.Random(seed))
+        assert x1 - x0 == y1 - y0 and 0.55 * 161 - 1 <= x1 - x0 <= 1.05 * 161
+        assert 0 <= x0 and 0 <= y0 and x1 <= 600 and y1 <= 400
+        inside = np.asarray(mask.crop((x0, y0, x1, y1))).mean() / 255
+        assert inside > 0.5  # the subject fills most of the frame
