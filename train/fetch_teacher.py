@@ -16,7 +16,7 @@ inference it is still the identity (checked again), and in training it stays clo
 starts from the released model's behaviour.
 
 It labels real photos that have no masks and measures how far a model is from the released one on photos
-we cannot label by hand; the demo model is fine-tuned from it (``make_demo_checkpoint.sh``).
+we cannot label by hand. It is not bundled; the calibration prepares it as a starting point for fine-tuning.
 
     python train/fetch_teacher.py --out runs/teacher-u2netp
 """
@@ -115,14 +115,13 @@ def calibrate_batch_norms(model: U2Net, images: torch.Tensor) -> None:
     modules = dict(model.named_modules())
     pairs = [(modules[name.replace("bn_s1", "conv_s1")], bn) for name, bn in modules.items()
              if isinstance(bn, torch.nn.BatchNorm2d)]
-    sums: dict[int, list[torch.Tensor]] = {}
+    sums: dict[int, tuple[torch.Tensor, torch.Tensor, int]] = {}  # per BatchNorm: sum, sum of squares, count
 
     def record(module, inputs, output, key):
         values = output.detach().double()
-        stats = sums.setdefault(key, [0.0, 0.0, 0])
-        stats[0] = stats[0] + values.sum(dim=(0, 2, 3))
-        stats[1] = stats[1] + (values**2).sum(dim=(0, 2, 3))
-        stats[2] = stats[2] + values.numel() // values.shape[1]
+        total, squares, count = sums.get(key, (0.0, 0.0, 0))
+        sums[key] = (total + values.sum(dim=(0, 2, 3)), squares + (values**2).sum(dim=(0, 2, 3)),
+                     count + values.numel() // values.shape[1])
 
     handles = [conv.register_forward_hook(lambda m, i, o, key=id(bn): record(m, i, o, key)) for conv, bn in pairs]
     model.eval()
