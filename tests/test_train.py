@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import signal
@@ -399,3 +400,44 @@ def test_optimizer_is_the_fused_adam_on_cpu_and_it_steps():
         weight.grad = torch.ones(5)
         optimizer.step()
         assert torch.all(weight < 1)
+
+
+def test_frozen_batch_norms_keep_their_statistics_while_the_weights_train(tmp_path):
+    """--freeze_batch_norm (the demo fine-tune from the released weights): the BatchNorms normalise with their
+    running statistics and never update them, in every step of a real run; the convolutions and the BatchNorms'
+    scale and shift still learn, and the card says so."""
+    torch.manual_seed(0)
+    start = U2Net(variant="tiny", input_size=64)
+    for module in start.modules():  # running statistics no batch of these scenes would give
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+    start.save_pretrained(tmp_path / "start")
+    out = tmp_path / "run"
+    _check(_launch(SMALL + [
+        "--init_from", str(tmp_path / "start"), "--freeze_batch_norm", "--output_dir", str(out),
+        "--train_batch_size", "4", "--max_train_steps", "3", "--synthetic_num_images", "8",
+        "--validation_steps", "1000", "--checkpointing_steps", "1000",
+    ]))
+    before, after = start.state_dict(), U2Net.from_pretrained(str(out)).state_dict()
+    statistics = [name for name in before if name.endswith(("running_mean", "running_var"))]
+    assert len(statistics) == 2 * 112
+    for name in statistics:
+        torch.testing.assert_close(after[name], before[name], rtol=0, atol=0)
+    assert not torch.equal(after["stage1.rebnconvin.conv_s1.weight"], before["stage1.rebnconvin.conv_s1.weight"])
+    assert not torch.equal(after["stage1.rebnconvin.bn_s1.weight"], before["stage1.rebnconvin.bn_s1.weight"])
+    assert "BatchNorms frozen in inference mode" in (out / "README.md").read_text()
+
+
+def test_frozen_batch_norms_compute_the_inference_map_in_training_mode():
+    from u2net_hub.training import freeze_batch_norms
+
+    torch.manual_seed(0)
+    model = U2Net(variant="tiny", input_size=64)
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        reference = model.eval()(x).logits
+        unfrozen = copy.deepcopy(model)
+        assert not torch.allclose(unfrozen.train()(x).logits, reference, atol=1e-3)  # batch statistics differ
+        assert freeze_batch_norms(model) == 112
+        torch.testing.assert_close(model.train()(x).logits, reference)

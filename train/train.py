@@ -106,6 +106,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     recipe.add_argument("--max_train_steps", type=int, default=None, help="overrides --num_train_epochs")
     recipe.add_argument("--num_train_epochs", type=int, default=10)
     recipe.add_argument("--gradient_accumulation_steps", type=int, default=1)
+    recipe.add_argument("--freeze_batch_norm", action="store_true",
+                        help="keep every BatchNorm in inference mode (its running statistics, not the batch's, and "
+                        "never updated): for fine-tuning weights whose BatchNorms were fitted to other data, such "
+                        "as the released model rebuilt by train/fetch_teacher.py")
     recipe.add_argument("--max_grad_norm", type=float, default=None,
                         help="clip gradients to this norm (default: no clipping, as in the paper)")
 
@@ -436,6 +440,8 @@ def main(argv: list[str] | None = None, *, keep_process_group: bool = False) -> 
 
     # -- model and optimisation
     model.train()
+    if args.freeze_batch_norm:
+        logger.info(f"{training.freeze_batch_norms(model)} BatchNorms frozen in inference mode")
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last)
     learning_rate = args.learning_rate
@@ -758,6 +764,7 @@ def describe_training(args, accelerator, model, origin: str, data_info: dict, *,
             f"weight decay {args.adam_weight_decay:g}), {args.lr_scheduler} schedule"
             f"{f' with {args.lr_warmup_steps} warmup steps' if args.lr_warmup_steps else ''}, "
             "BCE-with-logits summed over the fused map and six side outputs"
+            f"{', BatchNorms frozen in inference mode' if args.freeze_batch_norm else ''}"
             f"{f', gradients clipped to {args.max_grad_norm:g}' if args.max_grad_norm else ''}"
         ),
         "steps": steps,

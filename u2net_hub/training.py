@@ -131,6 +131,28 @@ def build_lr_scheduler(
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+def freeze_batch_norms(model: nn.Module) -> int:
+    """Keep every BatchNorm of ``model`` in inference mode for good, even in ``model.train()``.
+
+    Why: a BatchNorm in training mode normalises by its batch's statistics and updates its running ones. For
+    weights whose BatchNorms were fitted to other data (the released model rebuilt by train/fetch_teacher.py,
+    its BatchNorms folded into the convolutions), a few forward passes on new data are enough to change what
+    the network computes: 30 batches of the demo fine-tune's data, no weight updated, took it from agreeing with
+    itself to maxF 0.76 / MAE 0.064 on real photos. Frozen, they apply their running statistics and keep them;
+    their scale and shift are still trained. Returns how many BatchNorms were frozen.
+    """
+
+    def stay_in_inference_mode(module: nn.Module, _inputs) -> None:
+        module.training = False
+
+    frozen = 0
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.register_forward_pre_hook(stay_in_inference_mode)
+            frozen += 1
+    return frozen
+
+
 # ------------------------------------------------------------------ data order
 
 
