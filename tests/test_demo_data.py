@@ -400,3 +400,26 @@ def test_closeup_crops_are_squares_tighter_than_the_subject_and_inside_the_photo
         assert 0 <= x0 and 0 <= y0 and x1 <= 600 and y1 <= 400
         inside = np.asarray(mask.crop((x0, y0, x1, y1))).mean() / 255
         assert inside > 0.5  # the subject fills most of the frame
+
+
+def test_teacher_calibration_images_are_a_fixed_draw_from_the_folder(tmp_path):
+    """fetch_teacher.py --calibrate_on: the BatchNorms are calibrated on the fine-tune's own images, drawn by a fixed
+    seed (the recipe is rerunnable), prepared like predict's input; too few images is a clear error."""
+    import torch
+
+    from u2net_hub import U2Net
+
+    fetch_teacher = _module("fetch_teacher")
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        Image.fromarray(rng.integers(0, 256, (40 + i, 50, 3), dtype=np.uint8)).save(tmp_path / f"{i}.png")
+    (tmp_path / "notes.txt").write_text("not an image")
+    model = U2Net(variant="tiny", input_size=64)
+    first = fetch_teacher.calibration_images(model, tmp_path, count=4, seed=1)
+    again = fetch_teacher.calibration_images(model, tmp_path, count=4, seed=1)
+    other = fetch_teacher.calibration_images(model, tmp_path, count=4, seed=2)
+    assert first.shape == (4, 3, 64, 64)
+    torch.testing.assert_close(first, again)
+    assert not torch.equal(first, other)
+    with pytest.raises(SystemExit, match="holds 6 images; 7 are needed"):
+        fetch_teacher.calibration_images(model, tmp_path, count=7)

