@@ -11,12 +11,14 @@ The result is checked against onnxruntime on a random image before it is saved.
 An identity BatchNorm is exact at inference but wrong for fine-tuning: in training mode a BatchNorm divides by
 its batch's spread, which the folded convolutions never saw. So each BatchNorm is then *calibrated*: its
 running mean and variance become the statistics of its convolution's output over calibration scenes (the
-built-in synthetic scenes, a fixed seed), and its scale and shift become their square root and mean. At
+built-in synthetic scenes, a fixed seed; with ``--calibrate_on FOLDER``, images of the data a fine-tune will
+train on), and its scale and shift become their square root and mean. At
 inference it is still the identity (checked again), and in training it stays close to it, so fine-tuning
 starts from the released model's behaviour.
 
 It labels real photos that have no masks and measures how far a model is from the released one on photos
-we cannot label by hand. It is not bundled; the calibration prepares it as a starting point for fine-tuning.
+we cannot label by hand. It is not bundled; the calibration prepares it as a starting point for fine-tuning
+(train/finetune_released_tiny.sh).
 
     python train/fetch_teacher.py --out runs/teacher-u2netp
 """

@@ -108,8 +108,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     recipe.add_argument("--gradient_accumulation_steps", type=int, default=1)
     recipe.add_argument("--freeze_batch_norm", action="store_true",
                         help="keep every BatchNorm in inference mode (its running statistics, not the batch's, and "
-                        "never updated): for fine-tuning weights whose BatchNorms were fitted to other data, such "
-                        "as the released model rebuilt by train/fetch_teacher.py")
+                        "never updated) while the weights train: for batches too small or too unlike the data the "
+                        "BatchNorms were fitted to; the network then trains un-normalised")
     recipe.add_argument("--max_grad_norm", type=float, default=None,
                         help="clip gradients to this norm (default: no clipping, as in the paper)")
 

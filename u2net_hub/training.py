@@ -141,7 +141,7 @@ def freeze_batch_norms(model: nn.Module) -> int:
     itself to maxF 0.76 / MAE 0.064 on real photos. Frozen, they apply their running statistics and keep them;
     their scale and shift are still trained. The network is then un-normalised while it learns: for that
     model, 50 steps at Adam 1e-4 frozen left it at 0.68 / 0.165, and calibrating the BatchNorms on the new data
-    instead (train/fetch_teacher.py --calibrate_on) is what the demo recipe does. Returns how many were frozen.
+    instead (train/fetch_teacher.py --calibrate_on) is what train/finetune_released_tiny.sh does. Returns the count.
     """
 
     def stay_in_inference_mode(module: nn.Module, _inputs) -> None:
