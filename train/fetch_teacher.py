@@ -88,6 +88,12 @@ def convolution_order(model: U2Net) -> list[str]:
     return order
 
 
+def batch_norms_by_convolution(model: U2Net) -> dict[str, torch.nn.BatchNorm2d]:
+    """Each BatchNorm keyed by the name of the convolution it follows (``...conv_s1`` -> ``...bn_s1``)."""
+    return {name.replace("bn_s1", "conv_s1"): module for name, module in model.named_modules()
+            if isinstance(module, torch.nn.BatchNorm2d)}
+
+
 def build(onnx_bytes: bytes) -> U2Net:
     model = U2Net(variant="tiny")
     model.eval()
@@ -96,6 +102,7 @@ def build(onnx_bytes: bytes) -> U2Net:
     if len(order) != len(convolutions):
         sys.exit(f"error: the ONNX graph has {len(convolutions)} convolutions, the tiny model {len(order)}")
     modules = dict(model.named_modules())
+    batch_norms = batch_norms_by_convolution(model)
     with torch.no_grad():
         for name, (weight, bias) in zip(order, convolutions):
             conv = modules[name]
@@ -103,8 +110,8 @@ def build(onnx_bytes: bytes) -> U2Net:
                 sys.exit(f"error: {name} is {tuple(conv.weight.shape)} in the model, {weight.shape} in the graph")
             conv.weight.copy_(torch.from_numpy(weight.copy()))
             conv.bias.copy_(torch.from_numpy(bias.copy()))
-            batch_norm = modules.get(name.replace("conv_s1", "bn_s1"))
-            if batch_norm is not None and batch_norm is not conv:
+            batch_norm = batch_norms.get(name)
+            if batch_norm is not None:
                 batch_norm.weight.fill_(1.0)
                 batch_norm.bias.zero_()
                 batch_norm.running_mean.zero_()
@@ -115,8 +122,7 @@ def build(onnx_bytes: bytes) -> U2Net:
 def calibrate_batch_norms(model: U2Net, images: torch.Tensor) -> None:
     """Give each identity BatchNorm the statistics of its input over ``images``, keeping it the identity."""
     modules = dict(model.named_modules())
-    pairs = [(modules[name.replace("bn_s1", "conv_s1")], bn) for name, bn in modules.items()
-             if isinstance(bn, torch.nn.BatchNorm2d)]
+    pairs = [(modules[name], bn) for name, bn in batch_norms_by_convolution(model).items()]
     sums: dict[int, tuple[torch.Tensor, torch.Tensor, int]] = {}  # per BatchNorm: sum, sum of squares, count
 
     def record(module, inputs, output, key):
@@ -164,9 +170,9 @@ def calibration_images(model: U2Net, folder: Path, count: int = 160, seed: int =
 
     from PIL import Image
 
-    from u2net_hub.processing import preprocess
+    from u2net_hub.processing import IMAGE_EXTENSIONS, preprocess
 
-    paths = sorted(path for path in folder.iterdir() if path.suffix.lower() in {".jpg", ".jpeg", ".png", ".webp"})
+    paths = sorted(path for path in folder.iterdir() if path.suffix.lower() in IMAGE_EXTENSIONS)
     if len(paths) < count:
         sys.exit(f"error: --calibrate_on {folder} holds {len(paths)} images; {count} are needed")
     random.Random(seed).shuffle(paths)

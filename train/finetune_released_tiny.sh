@@ -92,20 +92,8 @@ NOT_BACKGROUNDS="FreshFlower TwoWings ColorfulCups EveningGlow"  # full of real 
     --out "$CUTOUT_VALIDATION" --num_composites 300 --num_synthetic 0 --size 320 --seed 1 --figures 0 \
     --workers "$WORKERS" --exclude_backgrounds $NOT_BACKGROUNDS && touch "$CUTOUT_VALIDATION/.done"; }
 synthetic_split() {  # synthetic_split DIR SEED COUNT: scenes at 160 px (training 0 and 5, held out 20261125)
-  [ -f "$1/.done" ] && return
-  "$PY" - "$1" "$2" "$3" <<'PYTHON'
-import sys
-from pathlib import Path
-from u2net_hub.data import make_synthetic_dataset
-
-out, seed, count = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
-(out / "images").mkdir(parents=True, exist_ok=True)
-(out / "masks").mkdir(parents=True, exist_ok=True)
-for i, row in enumerate(make_synthetic_dataset(count, size=160, seed=seed)):
-    row["image"].save(out / "images" / f"{i:04d}.png")
-    row["mask"].save(out / "masks" / f"{i:04d}.png")
-PYTHON
-  touch "$1/.done"
+  [ -f "$1/.done" ] || { "$PY" train/make_synthetic_split.py --out "$1" --seed "$2" --count "$3" --size 160 \
+    && touch "$1/.done"; }
 }
 synthetic_split "$SYNTHETIC" 5 1000
 synthetic_split "$HELDOUT_DIR" "$HELDOUT_SEED" 300

@@ -196,18 +196,7 @@ SHIPPED=$STAGE4_RUN_DIR/shipped
 
 # -- the held-out synthetic split: fresh scenes from a seed never used in training (training 0, validation 1,
 #    composite objects 7).
-"$PY" - "$HELDOUT_DIR" "$HELDOUT_SEED" <<'PYTHON'
-import sys
-from pathlib import Path
-from u2net_hub.data import make_synthetic_dataset
-
-out, seed = Path(sys.argv[1]), int(sys.argv[2])
-(out / "images").mkdir(parents=True, exist_ok=True)
-(out / "masks").mkdir(parents=True, exist_ok=True)
-for i, row in enumerate(make_synthetic_dataset(300, size=160, seed=seed)):
-    row["image"].save(out / "images" / f"{i:04d}.png")
-    row["mask"].save(out / "masks" / f"{i:04d}.png")
-PYTHON
+"$PY" train/make_synthetic_split.py --out "$HELDOUT_DIR" --seed "$HELDOUT_SEED" --count 300 --size 160
 "$PY" train/make_real_validation.py --photos "$PHOTOS/validation" --out "$REAL_DIR"
 
 # -- score it the way users will
