@@ -25,6 +25,7 @@ Examples::
     python benchmarks/matting.py --seed 0              # the same on the tuning scenes (seeds 0+)
     python benchmarks/matting.py --scenes 4 --large 1 --rembg-cap 120
     python benchmarks/matting.py --sizes 800x600 --methods plain,ours
+    python benchmarks/matting.py --model runs/ft-teacher --sizes 800x600 --methods plain   # another model's map
 """
 
 from __future__ import annotations
@@ -130,6 +131,8 @@ def main() -> None:
     parser.add_argument("--cap", type=float, default=600.0, help="seconds before any other method is stopped")
     parser.add_argument("--seed", type=int, default=2000,
                         help="first scene seed (default 2000: held out; the method was tuned on seeds 0-999)")
+    parser.add_argument("--model", default=None,
+                        help="model folder or Hub id whose map is matted (default: the bundled demo model)")
     parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -141,11 +144,12 @@ def main() -> None:
     from hair_scenes import render
     from u2net_hub import DEMO_MODEL, U2Net
 
-    model = U2Net.from_pretrained(DEMO_MODEL)
+    model = U2Net.from_pretrained(args.model or DEMO_MODEL)
     network_size = model.preprocessing.input_size
+    model_name = args.model or "bundled demo"
     methods = args.methods.split(",")
     sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")]
-    print(f"CPU: {cpu_name()}; model: bundled demo (input {network_size} px); methods in fresh subprocesses", flush=True)
+    print(f"CPU: {cpu_name()}; model: {model_name} (input {network_size} px); methods in fresh subprocesses", flush=True)
     rows = []
     with tempfile.TemporaryDirectory(prefix="u2net-matting-") as tmp:
         for index, (width, height) in enumerate(sizes):

@@ -423,3 +423,12 @@ def test_teacher_calibration_images_are_a_fixed_draw_from_the_folder(tmp_path):
     assert not torch.equal(first, other)
     with pytest.raises(SystemExit, match="holds 6 images; 7 are needed"):
         fetch_teacher.calibration_images(model, tmp_path, count=7)
+
+
+def test_training_shell_scripts_parse():
+    """The recipes in train/ are bash: a syntax error there would only show on a long run or a lent GPU."""
+    scripts = sorted((ROOT / "train").glob("*.sh"))
+    assert len(scripts) >= 5
+    for script in scripts:
+        done = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
+        assert done.returncode == 0, f"{script.name}: {done.stderr}"

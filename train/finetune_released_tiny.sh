@@ -53,8 +53,6 @@ U2NET=("$PY" -m u2net_hub.cli)
 [ -f "$LABELLED/.done" ] || {
   "$PY" train/label_photos.py --photos "$GCOMPRIS" --labels train/labels --out "$LABELLED" --validation_every 6 \
     && touch "$LABELLED/.done"; }
-[ -f "$REAL_DIR/.done" ] || {
-  "$PY" train/make_real_validation.py --photos "$PHOTOS/validation" --out "$REAL_DIR" && touch "$REAL_DIR/.done"; }
 
 # the released model labels the training photos: every GCompris photo but the 25 held out, close-ups of their
 # subjects (a model taught on whole subjects missed frame-filling ones), and the wallpaper photos
@@ -87,16 +85,11 @@ NOT_BACKGROUNDS="FreshFlower TwoWings ColorfulCups EveningGlow"  # full of real 
     --cartoons "$CUTOUTS/cartoon" --out "$COMPOSITES" --num_composites 3000 --num_synthetic 1500 --size 320 \
     --figures 0.15 --closeups 0.15 --distractors 0.35 --busy 0.2 --seed 11 --workers "$WORKERS" \
     --exclude_backgrounds $NOT_BACKGROUNDS && touch "$COMPOSITES/.done"; }
-[ -f "$CUTOUT_VALIDATION/.done" ] || {  # the cut-outs held out by train/fetch_cutouts.sh, another seed
-  "$PY" train/make_cutout_composites.py --photos "$PHOTOS/train" --cutouts "$CUTOUTS/validation" \
-    --out "$CUTOUT_VALIDATION" --num_composites 300 --num_synthetic 0 --size 320 --seed 1 --figures 0 \
-    --workers "$WORKERS" --exclude_backgrounds $NOT_BACKGROUNDS && touch "$CUTOUT_VALIDATION/.done"; }
 synthetic_split() {  # synthetic_split DIR SEED COUNT: scenes at 160 px (training 0 and 5, held out 20261125)
   [ -f "$1/.done" ] || { "$PY" train/make_synthetic_split.py --out "$1" --seed "$2" --count "$3" --size 160 \
     && touch "$1/.done"; }
 }
 synthetic_split "$SYNTHETIC" 5 1000
-synthetic_split "$HELDOUT_DIR" "$HELDOUT_SEED" 300
 # one folder of links: about a third real photos (each GCompris photo 6 times, each close-up and wallpaper photo
 # 3 times), two thirds exact masks
 "$PY" train/link_training_set.py --out "$DATA" "$TEACH/gcompris:6" "$TEACH/closeups:3" "$TEACH/places:3" \
@@ -117,7 +110,15 @@ synthetic_split "$HELDOUT_DIR" "$HELDOUT_SEED" 300
 [ "${TRAIN_ONLY:-0}" = 1 ] && exit 0
 
 # -- 4. score it the way users will: the synthetic split, the held-out composites, and the real photos against
-#    the hand masks and against the released model's own masks
+#    the hand masks and against the released model's own masks. The held-out sets are built here, after
+#    training, so a training-only run (a lent GPU) needs only the training photos and cut-outs.
+[ -f "$REAL_DIR/.done" ] || {
+  "$PY" train/make_real_validation.py --photos "$PHOTOS/validation" --out "$REAL_DIR" && touch "$REAL_DIR/.done"; }
+[ -f "$CUTOUT_VALIDATION/.done" ] || {  # the cut-outs held out by train/fetch_cutouts.sh, another seed
+  "$PY" train/make_cutout_composites.py --photos "$PHOTOS/train" --cutouts "$CUTOUTS/validation" \
+    --out "$CUTOUT_VALIDATION" --num_composites 300 --num_synthetic 0 --size 320 --seed 1 --figures 0 \
+    --workers "$WORKERS" --exclude_backgrounds $NOT_BACKGROUNDS && touch "$CUTOUT_VALIDATION/.done"; }
+synthetic_split "$HELDOUT_DIR" "$HELDOUT_SEED" 300
 for set in teacher-18:"$REAL_DIR" teacher-25:"$LABELLED/validation"; do
   name=${set%%:*} source=${set#*:}
   mkdir -p "runs/eval-$name"
