@@ -441,3 +441,58 @@ def test_frozen_batch_norms_compute_the_inference_map_in_training_mode():
         assert not torch.allclose(unfrozen.train()(x).logits, reference, atol=1e-3)  # batch statistics differ
         assert freeze_batch_norms(model) == 112
         torch.testing.assert_close(model.train()(x).logits, reference)
+
+
+def test_weight_average_is_the_exponential_mean_of_the_steps_and_survives_a_resume(tmp_path):
+    """--use_ema: each checkpoint's average/ folder is a model that loads, holding the warmed-up exponential mean
+    of the weights after every step (BatchNorm statistics included); a resumed run continues that mean (its
+    values and its update count), and the model saved at the end is the mean, not the last step's weights."""
+    from safetensors.torch import load_file
+
+    torch.manual_seed(0)
+    U2Net(variant="tiny", input_size=64).save_pretrained(tmp_path / "start")
+    out = tmp_path / "run"
+    common = SMALL + ["--init_from", str(tmp_path / "start"), "--output_dir", str(out), "--use_ema",
+                      "--ema_decay", "0.15", "--train_batch_size", "4", "--synthetic_num_images", "8",
+                      "--learning_rate", "1e-2", "--validation_steps", "1000", "--checkpointing_steps", "1"]
+    _check(_launch(common + ["--max_train_steps", "2"]))
+    resumed = _check(_launch(common + ["--max_train_steps", "3", "--resume_from_checkpoint", "latest"]))
+    assert "resumed from" in resumed
+
+    def weights(folder: Path) -> dict[str, torch.Tensor]:
+        return load_file(folder / "model.safetensors")
+
+    expected = {k: v.double() for k, v in weights(tmp_path / "start").items() if v.is_floating_point()}
+    for step, decay in ((1, 0.1), (2, 0.15), (3, 0.15)):  # min(0.15, (1 + t) / (10 + t)) for t = 0, 1, 2
+        raw = weights(out / f"checkpoint-{step}")
+        expected = {k: decay * v + (1 - decay) * raw[k].double() for k, v in expected.items()}
+        saved = weights(out / f"checkpoint-{step}" / "average")
+        for name, value in expected.items():
+            torch.testing.assert_close(saved[name].double(), value, rtol=0, atol=1e-6, msg=f"step {step}: {name}")
+    U2Net.from_pretrained(str(out / "checkpoint-3" / "average"))  # a model folder of its own
+    final = U2Net.from_pretrained(str(out)).state_dict()
+    for name, value in expected.items():
+        torch.testing.assert_close(final[name].double(), value, rtol=0, atol=1e-6)
+    last = weights(out / "checkpoint-3")["stage1.rebnconvin.conv_s1.weight"]
+    assert not torch.allclose(final["stage1.rebnconvin.conv_s1.weight"], last, atol=1e-6)
+    assert "exponential moving average (decay 0.15)" in (out / "README.md").read_text()
+
+
+def test_weight_average_applied_only_inside_the_block():
+    from u2net_hub.training import WeightAverage
+
+    torch.manual_seed(0)
+    model = U2Net(variant="tiny", input_size=64)
+    start = copy.deepcopy(model.state_dict())
+    average = WeightAverage(model, decay=0.5)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(1.0)
+    average.update()  # first update: decay min(0.5, 1/10) = 0.1
+    name = "stage1.rebnconvin.conv_s1.weight"
+    trained = model.state_dict()[name].clone()
+    with average.applied():
+        torch.testing.assert_close(model.state_dict()[name], 0.1 * start[name] + 0.9 * trained)
+    torch.testing.assert_close(model.state_dict()[name], trained, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="decay"):
+        WeightAverage(model, decay=1.0)

@@ -16,6 +16,7 @@
 #   STEPS, LR, BATCH, RUN_DIR, PRECISION   the fine-tune (PRECISION=bf16 on CPUs with AVX-512 bf16 or AMX
 #                    and on GPUs; emulated bf16 is slower than float32)
 #   WORKERS=N        processes rendering the composites and DataLoader workers (default 1)
+#   EMA=0            save the last step's weights instead of their moving average (run D of session 17 predates it)
 # On 2 cores of an Intel Xeon without bf16 (2026-12-06) the fine-tune takes ~10 s a step (batch 8).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +26,7 @@ LR=${LR:-2e-5}
 BATCH=${BATCH:-8}
 PRECISION=${PRECISION:-no}
 WORKERS=${WORKERS:-1}
+EMA=${EMA:-1}
 RUN_DIR=${RUN_DIR:-runs/ft-teacher}
 TEACHER=${TEACHER:-runs/teacher-u2netp}
 START=${START:-runs/teacher-ftcal}       # the released model, its BatchNorms calibrated on the data
@@ -98,6 +100,8 @@ synthetic_split "$SYNTHETIC" 5 1000
 # -- 3. the fine-tune: a low peak rate and few steps, so the released model's real-photo behaviour stays. It
 #    starts from the released model with its BatchNorms calibrated on this data: training-mode BatchNorms apply
 #    their batch's statistics, which must be this data's (frozen, the un-normalised network drifted faster).
+#    The weights saved are their moving average (--use_ema): at a constant rate the last step's wander.
+AVERAGE=(); [ "$EMA" = 1 ] && AVERAGE=(--use_ema --ema_decay 0.999)
 [ -f "$START/model.safetensors" ] || "$PY" train/fetch_teacher.py --out "$START" --calibrate_on "$DATA/images"
 "$PY" -m accelerate.commands.launch --num_processes 1 --num_machines 1 --mixed_precision no --dynamo_backend no \
   train/train.py \
@@ -105,7 +109,7 @@ synthetic_split "$SYNTHETIC" 5 1000
   --resolution 320 --crop_size 288 \
   --train_batch_size "$BATCH" --learning_rate "$LR" --lr_scheduler cosine --lr_warmup_steps 10 \
   --max_train_steps "$STEPS" --mixed_precision "$PRECISION" --dataloader_num_workers "$WORKERS" --seed 0 \
-  --checkpointing_steps 40 --checkpoints_total_limit 8 \
+  --checkpointing_steps 40 --checkpoints_total_limit 8 "${AVERAGE[@]}" \
   --output_dir "$RUN_DIR" --resume_from_checkpoint latest
 [ "${TRAIN_ONLY:-0}" = 1 ] && exit 0
 

@@ -17,6 +17,7 @@ the loop are the named helpers below it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import math
@@ -110,6 +111,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="keep every BatchNorm in inference mode (its running statistics, not the batch's, and "
                         "never updated) while the weights train: for batches too small or too unlike the data the "
                         "BatchNorms were fitted to; the network then trains un-normalised")
+    recipe.add_argument("--use_ema", action="store_true",
+                        help="keep an exponential moving average of the weights and save it as the model (validation "
+                        "and each checkpoint's average/ folder use it too): steadier than the last step's weights")
+    recipe.add_argument("--ema_decay", type=float, default=0.999,
+                        help="the average's decay, warmed up as min(decay, (1 + t) / (10 + t)) at update t")
     recipe.add_argument("--max_grad_norm", type=float, default=None,
                         help="clip gradients to this norm (default: no clipping, as in the paper)")
 
@@ -141,6 +147,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     run.add_argument("--hub_token", default=None, help="default: the token of `hf auth login`")
 
     args = parser.parse_args(argv)
+    if not 0.0 <= args.ema_decay < 1.0:
+        parser.error(f"--ema_decay must lie in [0, 1), got {args.ema_decay}")
     if args.config and (args.variant or args.init_from):
         parser.error("--config builds a new model; do not combine it with --variant or --init_from")
     if args.dataset_name and args.train_data_dir:
@@ -467,6 +475,7 @@ def main(argv: list[str] | None = None, *, keep_process_group: bool = False) -> 
     )
     if eval_dataloader is not None:
         eval_dataloader = accelerator.prepare(eval_dataloader)
+    weight_average = training.WeightAverage(accelerator.unwrap_model(model), args.ema_decay) if args.use_ema else None
     # Accelerate wraps the forward in autocast when it can; where it cannot (old CPUs), do it ourselves.
     autocast = None
     if accelerator.mixed_precision in ("bf16", "fp16") and not accelerator.native_amp:
@@ -488,7 +497,7 @@ def main(argv: list[str] | None = None, *, keep_process_group: bool = False) -> 
     )
 
     # -- resume
-    resumed = resume_training(accelerator, args, output_dir, updates_per_epoch, len(train_dataset))
+    resumed = resume_training(accelerator, args, output_dir, updates_per_epoch, len(train_dataset), weight_average)
     resume_path, global_step, train_seconds = resumed.path, resumed.global_step, resumed.train_seconds
     first_epoch, skip_batches = resumed.first_epoch, resumed.skip_batches
 
@@ -519,8 +528,9 @@ def main(argv: list[str] | None = None, *, keep_process_group: bool = False) -> 
     def run_validation(step: int) -> dict:
         if eval_dataloader is None:
             return {}
-        results = training.evaluate(accelerator, model, eval_dataloader, metrics_factory,
-                             channels_last=args.channels_last, autocast=autocast, progress=True)
+        with weight_average.applied() if weight_average is not None else contextlib.nullcontext():
+            results = training.evaluate(accelerator, model, eval_dataloader, metrics_factory,
+                                        channels_last=args.channels_last, autocast=autocast, progress=True)
         if results:
             accelerator.log({f"val/{k}": v for k, v in results.items()}, step=step)
             log.write({"event": "validation", "step": step, **results})
@@ -567,6 +577,8 @@ def main(argv: list[str] | None = None, *, keep_process_group: bool = False) -> 
                     continue
                 # -- one optimizer step done
                 global_step += 1
+                if weight_average is not None:
+                    weight_average.update()
                 local_updates += 1
                 now = time.perf_counter()
                 train_seconds += now - step_started
@@ -597,7 +609,7 @@ def main(argv: list[str] | None = None, *, keep_process_group: bool = False) -> 
                     throughput.reset_clock()
                 if global_step % args.checkpointing_steps == 0 and global_step < max_train_steps:
                     path = training.save_checkpoint(accelerator, output_dir, global_step, trainer_state(epoch),
-                                             args.checkpoints_total_limit)
+                                                    args.checkpoints_total_limit, weight_average)
                     last_checkpoint_step = global_step
                     log.write({"event": "checkpoint", "step": global_step, "path": str(path)})
                     throughput.reset_clock()
@@ -612,7 +624,7 @@ def main(argv: list[str] | None = None, *, keep_process_group: bool = False) -> 
         # -- the end: last checkpoint, final validation, the model folder
         if last_checkpoint_step != global_step:
             training.save_checkpoint(accelerator, output_dir, global_step, trainer_state(epoch),
-                              args.checkpoints_total_limit)
+                                     args.checkpoints_total_limit, weight_average)
             last_checkpoint_step = global_step
             log.write({"event": "checkpoint", "step": global_step})
         final_metrics = run_validation(global_step)
@@ -623,7 +635,7 @@ def main(argv: list[str] | None = None, *, keep_process_group: bool = False) -> 
         kept = ""
         if world == 1 and global_step > 0 and last_checkpoint_step != global_step:
             path = training.save_checkpoint(accelerator, output_dir, global_step, trainer_state(epoch),
-                                     args.checkpoints_total_limit)
+                                            args.checkpoints_total_limit, weight_average)
             log.write({"event": "checkpoint", "step": global_step, "path": str(path)})
             kept = f" Saved {path.name} first."
         elif last_checkpoint_step is not None:
@@ -637,6 +649,8 @@ def main(argv: list[str] | None = None, *, keep_process_group: bool = False) -> 
         final_metrics = last_metrics
 
     exit_code = 0
+    if weight_average is not None:  # the model saved is the average (the last step's weights are in the checkpoint)
+        weight_average.copy_to_model()
     if accelerator.is_main_process:
         unwrapped = accelerator.unwrap_model(model)
         unwrapped = unwrapped.to(memory_format=torch.contiguous_format).float().eval()
@@ -712,11 +726,13 @@ class Resumed:
     skip_batches: int = 0
 
 
-def resume_training(accelerator, args, output_dir: Path, updates_per_epoch: int, num_train_images: int) -> Resumed:
+def resume_training(accelerator, args, output_dir: Path, updates_per_epoch: int, num_train_images: int,
+                    weight_average=None) -> Resumed:
     """Load --resume_from_checkpoint into the prepared objects and say where training continues.
 
     Settings that move the data position (world size, batch size, accumulation, data size, seed) are
-    compared with the checkpoint's and named when they changed.
+    compared with the checkpoint's and named when they changed. The weight average (--use_ema) continues
+    from the checkpoint's, or starts from the resumed weights when the checkpoint has none.
     """
     from u2net_hub import training
 
@@ -730,6 +746,16 @@ def resume_training(accelerator, args, output_dir: Path, updates_per_epoch: int,
         training.load_checkpoint(accelerator, path)
     except training.CheckpointError as error:
         raise SystemExit(f"error: {error}") from None
+    if weight_average is not None:
+        average = path / training.WEIGHT_AVERAGE_DIR
+        if average.is_dir():
+            try:
+                weight_average.load(average)
+            except training.CheckpointError as error:
+                raise SystemExit(f"error: {error}") from None
+        else:
+            weight_average.reset()
+            accelerator.print(f"{path} holds no weight average: --use_ema starts one from its weights")
     global_step = int(state["global_step"])
     first_epoch, skip_batches = training.resume_position(global_step, updates_per_epoch, args.gradient_accumulation_steps)
     changed = {
@@ -765,6 +791,7 @@ def describe_training(args, accelerator, model, origin: str, data_info: dict, *,
             f"{f' with {args.lr_warmup_steps} warmup steps' if args.lr_warmup_steps else ''}, "
             "BCE-with-logits summed over the fused map and six side outputs"
             f"{', BatchNorms frozen in inference mode' if args.freeze_batch_norm else ''}"
+            f"{f', the weights saved are their exponential moving average (decay {args.ema_decay:g})' if args.use_ema else ''}"
             f"{f', gradients clipped to {args.max_grad_norm:g}' if args.max_grad_norm else ''}"
         ),
         "steps": steps,
