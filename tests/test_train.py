@@ -496,3 +496,6 @@ def test_weight_average_applied_only_inside_the_block():
     torch.testing.assert_close(model.state_dict()[name], trained, rtol=0, atol=0)
     with pytest.raises(ValueError, match="decay"):
         WeightAverage(model, decay=1.0)
+    alone = subprocess.run([sys.executable, str(SCRIPT), "--ema_decay", "0.99"], capture_output=True, text=True,
+                           timeout=60, env=_env(), cwd=REPO_ROOT)
+    assert alone.returncode == 2 and "pass --use_ema too" in alone.stderr

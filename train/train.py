@@ -114,8 +114,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     recipe.add_argument("--use_ema", action="store_true",
                         help="keep an exponential moving average of the weights and save it as the model (validation "
                         "and each checkpoint's average/ folder use it too): steadier than the last step's weights")
-    recipe.add_argument("--ema_decay", type=float, default=0.999,
-                        help="the average's decay, warmed up as min(decay, (1 + t) / (10 + t)) at update t")
+    recipe.add_argument("--ema_decay", type=float, default=None,
+                        help="with --use_ema: the average's decay (default 0.999), warmed up as "
+                        "min(decay, (1 + t) / (10 + t)) at update t")
     recipe.add_argument("--max_grad_norm", type=float, default=None,
                         help="clip gradients to this norm (default: no clipping, as in the paper)")
 
@@ -147,6 +148,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     run.add_argument("--hub_token", default=None, help="default: the token of `hf auth login`")
 
     args = parser.parse_args(argv)
+    if args.ema_decay is not None and not args.use_ema:
+        parser.error("--ema_decay sets the weight average of --use_ema; pass --use_ema too")
+    args.ema_decay = 0.999 if args.ema_decay is None else args.ema_decay
     if not 0.0 <= args.ema_decay < 1.0:
         parser.error(f"--ema_decay must lie in [0, 1), got {args.ema_decay}")
     if args.config and (args.variant or args.init_from):
