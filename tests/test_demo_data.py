@@ -402,6 +402,37 @@ def test_closeup_crops_are_squares_tighter_than_the_subject_and_inside_the_photo
         assert inside > 0.5  # the subject fills most of the frame
 
 
+def test_view_crops_are_squares_of_the_photo_at_many_scales_and_places(tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    coffee = skimage.data.coffee()  # 600x400
+    Image.fromarray(coffee).save(photos / "coffee.png")
+    out = tmp_path / "views"
+    command = [sys.executable, str(ROOT / "train" / "make_view_crops.py"), "--photos", str(photos), "--out", str(out),
+               "--per_photo", "3", "--size", "64"]
+    subprocess.run(command, capture_output=True, text=True, check=True)
+    views = sorted(out.glob("*.jpg"))
+    assert [v.name for v in views] == [f"coffee-v{i}.jpg" for i in range(3)]
+    assert all(Image.open(v).size == (64, 64) for v in views)
+    first = [np.asarray(Image.open(v)).copy() for v in views]
+    subprocess.run(command, capture_output=True, text=True, check=True)  # the same seed draws the same views
+    assert all(np.array_equal(a, np.asarray(Image.open(v))) for a, v in zip(first, views))
+    module = _module("make_view_crops")
+    import random
+    sides, corners = set(), set()
+    for seed in range(100):
+        x0, y0, x1, y1 = module.view_box((600, 400), random.Random(seed), smallest=0.45)
+        assert x1 - x0 == y1 - y0 and 0.45 * 400 - 1 <= x1 - x0 <= 400
+        assert 0 <= x0 and 0 <= y0 and x1 <= 600 and y1 <= 400
+        sides.add((x1 - x0) // 50)
+        corners.add((x0 // 100, y0 // 100))
+    assert len(sides) >= 4 and len(corners) >= 6  # many scales and places
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    refused = subprocess.run(command[:3] + [str(empty), "--out", str(out)], capture_output=True, text=True)
+    assert refused.returncode == 1 and "holds no photos" in refused.stderr and "Traceback" not in refused.stderr
+
+
 def test_teacher_calibration_images_are_a_fixed_draw_from_the_folder(tmp_path):
     """fetch_teacher.py --calibrate_on: the BatchNorms are calibrated on the fine-tune's own images, drawn by a fixed
     seed (the recipe is rerunnable), prepared like predict's input; too few images is a clear error."""
