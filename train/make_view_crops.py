@@ -20,8 +20,7 @@ from pathlib import Path
 
 from PIL import Image, ImageOps
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from u2net_hub.processing import IMAGE_EXTENSIONS  # noqa: E402
+from u2net_hub.processing import IMAGE_EXTENSIONS
 
 
 def view_box(size: tuple[int, int], rng: random.Random, smallest: float = 0.45) -> tuple[int, int, int, int]:

@@ -213,9 +213,7 @@ class WeightAverage:
         """The model holds the averaged weights inside the block (validation) and its own again after it."""
         state = self.model.state_dict()
         kept = {name: state[name].detach().clone() for name in self.averages}
-        with torch.no_grad():
-            for name, average in self.averages.items():
-                state[name].copy_(average)
+        self.copy_to_model()
         try:
             yield
         finally:
