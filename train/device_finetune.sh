@@ -15,15 +15,7 @@
 #   TRAIN_SECONDS=330             the wall-clock bound of the training (the newest checkpoint is kept)
 set -uo pipefail
 cd "$(dirname "$0")/.."
-out="${OUT:-gpu-results}"
-mkdir -p "$out" runs
-export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 PY=${PY:-python3} PYTHONPATH="$PWD"
-if [ -z "${NO_WHEELS:-}" ] && compgen -G ".whl/*.whl" >/dev/null; then
-  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-    && export PYTHONPATH="/tmp/site:$PWD" || exit 1
-fi
-log="$out/device.log"
-{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv; nproc; } | tee "$log"
+source train/device_setup.sh   # $out, $log, $PY, the environment and the wheels
 "$PY" -c "import torch, pyarrow, datasets, accelerate, onnx, u2net_hub; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'pyarrow', pyarrow.__version__, 'datasets', datasets.__version__)" 2>&1 | tee -a "$log"
 [ "${PIPESTATUS[0]}" = 0 ] || exit 1
 # the carried folders stand for the fetches (no network there); the held-out photos and cut-outs stay behind

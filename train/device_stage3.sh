@@ -12,15 +12,7 @@
 #   TRAIN_SECONDS=380  the wall-clock bound of each run (the newest checkpoint is kept if it is reached)
 set -uo pipefail
 cd "$(dirname "$0")/.."
-out="${OUT:-gpu-results}"
-mkdir -p "$out" runs
-export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 PY=${PY:-python3} PYTHONPATH="$PWD"
-if [ -z "${NO_WHEELS:-}" ] && compgen -G ".whl/*.whl" >/dev/null; then
-  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-    && export PYTHONPATH="/tmp/site:$PWD" || exit 1
-fi
-log="$out/device.log"
-{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv; nproc; } | tee "$log"
+source train/device_setup.sh   # $out, $log, $PY, the environment and the wheels
 "$PY" -c "import torch, datasets, accelerate, u2net_hub; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'datasets', datasets.__version__, 'accelerate', accelerate.__version__)" 2>&1 | tee -a "$log" || exit 1
 export STAGE2_DIR=u2net_hub/checkpoints/u2net-tiny-synthetic
 VARIANTS=${VARIANTS:-"hard:0.15:0.35 fresh:0:0"}   # name:closeups:distractors
