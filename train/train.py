@@ -120,6 +120,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     recipe.add_argument("--max_grad_norm", type=float, default=None,
                         help="clip gradients to this norm (default: no clipping, as in the paper)")
 
+    distill = parser.add_argument_group("distillation (a teacher's maps as targets on photos without masks)")
+    distill.add_argument("--distill_from", default=None,
+                         help="the teacher: a model folder or Hub id. Each step also draws a batch from "
+                         "--distill_data_dir and adds the loss of the student's seven maps against the teacher's "
+                         "on those very crops: keeps a fine-tune close to the teacher on real photos")
+    distill.add_argument("--distill_data_dir", default=None,
+                         help="a folder of images (searched recursively; masks/ subfolders are ignored)")
+    distill.add_argument("--distill_batch_size", type=int, default=None,
+                         help="unlabelled images per step and process (default: --train_batch_size)")
+    distill.add_argument("--distill_weight", type=float, default=1.0,
+                         help="the distillation loss's weight beside the labelled loss")
+
     speed = parser.add_argument_group("speed")
     speed.add_argument("--mixed_precision", choices=["auto", "no", "fp16", "bf16"], default="auto",
                        help="auto: bf16 on CUDA GPUs with bf16 and on CPUs with AVX-512 BF16/AMX, else no "
@@ -170,6 +182,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--synthetic_validation_seed must differ from --synthetic_seed (a held-out set)")
     if args.eval_batch_size is None:
         args.eval_batch_size = args.train_batch_size
+    if bool(args.distill_from) != bool(args.distill_data_dir):
+        parser.error("--distill_from (the teacher) and --distill_data_dir (its images) go together")
+    if args.distill_batch_size is None:
+        args.distill_batch_size = args.train_batch_size
+    if args.distill_batch_size < 1 or args.distill_weight < 0:
+        parser.error("--distill_batch_size must be >= 1 and --distill_weight >= 0")
     return args
 
 
@@ -504,6 +522,14 @@ def main(argv: list[str] | None = None, *, keep_process_group: bool = False) -> 
     resumed = resume_training(accelerator, args, output_dir, updates_per_epoch, len(train_dataset), weight_average)
     resume_path, global_step, train_seconds = resumed.path, resumed.global_step, resumed.train_seconds
     first_epoch, skip_batches = resumed.first_epoch, resumed.skip_batches
+    distill_stream = None
+    if args.distill_from:
+        distill_stream = build_distillation(args, accelerator, accelerator.unwrap_model(model), autocast,
+                                            start=global_step * args.gradient_accumulation_steps)
+        data_info["distillation"] = (f"the seven maps of {args.distill_from} on {distill_stream.num_images} "
+                                     f"unlabelled images ({args.distill_data_dir}), weight {args.distill_weight}")
+        logger.info(f"distilling {args.distill_from} on {distill_stream.num_images} images, "
+                    f"{args.distill_batch_size} per step and process", main_process_only=True)
 
     log = training.JsonlLog(output_dir / training.TRAIN_LOG_NAME, enabled=accelerator.is_main_process)
     if resume_path is not None and accelerator.is_main_process:
@@ -570,6 +596,8 @@ def main(argv: list[str] | None = None, *, keep_process_group: bool = False) -> 
                 loss, dtype = training.training_step(
                     accelerator, model, batch, optimizer, lr_scheduler,
                     max_grad_norm=args.max_grad_norm, channels_last=args.channels_last, autocast=autocast,
+                    distill=next(distill_stream) if distill_stream is not None else None,
+                    distill_weight=args.distill_weight,
                 )
                 if forward_dtype is None:
                     forward_dtype = dtype
@@ -719,6 +747,49 @@ def build_dataloaders(args, train_dataset, eval_dataset, preprocessing):
     return train_sampler, train_dataloader, eval_dataloader
 
 
+def build_distillation(args, accelerator, student, autocast, start: int):
+    """The teacher and its stream of unlabelled batches (crops and flips as the training data's), from `start`."""
+    import torch
+
+    from u2net_hub import U2Net, training
+    from u2net_hub.data import SaliencyTransform, TrainingSamples, collate_samples
+    from u2net_hub.distillation import DistillationStream, unlabelled_images
+    from u2net_hub.hub import ModelLoadError
+
+    try:
+        teacher = U2Net.load(args.distill_from)
+    except ModelLoadError as error:
+        raise SystemExit(f"error: --distill_from: {error}") from None
+    mine, theirs = student.preprocessing, teacher.preprocessing
+    if (mine.mean, mine.std, mine.divide_by_max) != (theirs.mean, theirs.std, theirs.divide_by_max):
+        raise SystemExit(f"error: --distill_from {args.distill_from} normalises its input differently ({theirs}) "
+                         f"from the model trained ({mine}); both must see the same pixels")
+    try:
+        images = unlabelled_images(args.distill_data_dir)
+    except ValueError as error:
+        raise SystemExit(f"error: --distill_data_dir: {error}") from None
+    transform = SaliencyTransform(
+        resolution=args.resolution, crop_size=args.crop_size or None, flip=args.random_flip, train=True,
+        mean=mine.mean, std=mine.std, divide_by_max=mine.divide_by_max,
+    )
+    sampler = training.EpochShuffleSampler(len(images), seed=args.seed + 1, keyed=True)
+    loader = torch.utils.data.DataLoader(
+        TrainingSamples(images, transform, seed=args.seed + 1, skip_bad=args.skip_bad_samples, mask_column=None),
+        batch_size=args.distill_batch_size, sampler=sampler, collate_fn=collate_samples,
+        num_workers=args.dataloader_num_workers, persistent_workers=args.dataloader_num_workers > 0, drop_last=True,
+    )
+    if len(loader) < 1:
+        raise SystemExit(f"error: --distill_data_dir holds {len(images)} images, fewer than --distill_batch_size "
+                         f"{args.distill_batch_size}")
+    stream = DistillationStream(
+        teacher, accelerator.prepare(loader), sampler, accelerator.device, start=start,
+        channels_last=args.channels_last, autocast=autocast or accelerator.autocast,
+        skip_first_batches=accelerator.skip_first_batches,
+    )
+    stream.num_images = len(images)
+    return stream
+
+
 @dataclass
 class Resumed:
     """Where a run starts: the checkpoint it resumed from (None: a new run) and the position in the data."""
@@ -809,6 +880,8 @@ def describe_training(args, accelerator, model, origin: str, data_info: dict, *,
         "wall time": training.format_duration(wall_seconds) + (" (this session)" if resumed else ""),
         "command": training.redacted_command(launcher=launcher_prefix(world)),
     }
+    if data_info.get("distillation"):
+        record["distillation"] = data_info["distillation"]
     if data_info.get("dataset_id"):
         record["dataset_id"] = data_info["dataset_id"]
     return record

@@ -25,6 +25,7 @@ from torch import nn
 
 from .acceleration import cpu_supports_bf16, to_channels_last
 from .atomic import atomic_file, atomic_write, fsync_dir
+from .distillation import distillation_loss, split_output
 from .losses import deep_supervision_loss
 
 CHECKPOINT_PREFIX = "checkpoint-"
@@ -639,9 +640,15 @@ def training_step(
     max_grad_norm: float | None = None,
     channels_last: bool = True,
     autocast: Callable[[], Any] | None = None,
+    distill: dict | None = None,
+    distill_weight: float = 1.0,
 ) -> tuple[torch.Tensor, torch.dtype]:
     """One micro-batch: forward (under autocast), deep-supervision loss in fp32, backward, and the
     optimizer/scheduler step when gradients are synchronised (Accelerate's gradient accumulation).
+
+    With `distill` (a :class:`u2net_hub.distillation.DistillationStream` batch), its images go through the
+    network in the same forward as the labelled ones (one set of BatchNorm statistics for the mixed batch, as
+    when both kinds share a folder) and the loss adds `distill_weight` times the distillation loss.
 
     Args:
         accelerator: the Accelerator the objects were prepared with.
@@ -657,8 +664,18 @@ def training_step(
         The detached loss and the dtype the forward pass produced (to confirm autocast is on).
     """
     with accelerator.accumulate(model):
-        output = forward_batch(model, batch, channels_last=channels_last, autocast=autocast)
-        loss = deep_supervision_loss(output, batch["labels"])
+        if distill is None:
+            output = forward_batch(model, batch, channels_last=channels_last, autocast=autocast)
+            loss = deep_supervision_loss(output, batch["labels"])
+        else:
+            labelled = batch["pixel_values"].shape[0]
+            pixel_values = torch.cat([batch["pixel_values"].to(distill["pixel_values"].device),
+                                      distill["pixel_values"]])
+            output = forward_batch(model, {"pixel_values": pixel_values}, channels_last=channels_last,
+                                   autocast=autocast)
+            output, distilled = split_output(output, labelled)
+            loss = deep_supervision_loss(output, batch["labels"]) + distill_weight * distillation_loss(
+                distilled, distill["targets"])
         accelerator.backward(loss)
         if accelerator.sync_gradients and max_grad_norm:
             accelerator.clip_grad_norm_(model.parameters(), max_grad_norm)

@@ -320,12 +320,14 @@ class TrainingSamples(torch.utils.data.Dataset):
         seed: the run's seed (augmentation streams derive from it).
         skip_bad: return None (and warn once per sample) instead of raising :class:`BadSampleError`.
         image_column: the column holding the images.
-        mask_column: the column holding the masks.
+        mask_column: the column holding the masks; None for images without masks (labels are all zero; the
+            teacher of a distillation supplies the targets).
     """
 
     def __init__(self, dataset, transform, seed: int = 0, skip_bad: bool = False,
-                 image_column: str = "image", mask_column: str = "mask"):
-        self.dataset = undecoded(dataset, (image_column, mask_column)).with_format(None)
+                 image_column: str = "image", mask_column: str | None = "mask"):
+        columns = (image_column,) if mask_column is None else (image_column, mask_column)
+        self.dataset = undecoded(dataset, columns).with_format(None)
         self.transform = transform
         self.seed = int(seed)
         self.skip_bad = skip_bad
@@ -338,7 +340,8 @@ class TrainingSamples(torch.utils.data.Dataset):
     def __getitem__(self, key):
         epoch, index = key if isinstance(key, tuple) else (0, key)
         row = self.dataset[int(index)]
-        image_cell, mask_cell = row[self.image_column], row[self.mask_column]
+        image_cell = row[self.image_column]
+        mask_cell = None if self.mask_column is None else row[self.mask_column]
         column, cell = self.image_column, image_cell
         try:
             source, _ = _cell_source(image_cell)
@@ -346,7 +349,7 @@ class TrainingSamples(torch.utils.data.Dataset):
                 raise ValueError("missing (no bytes and no path)")
             image = load_image(source)
             column, cell = self.mask_column, mask_cell
-            mask = _load_mask(mask_cell)
+            mask = Image.new("L", image.size) if self.mask_column is None else _load_mask(mask_cell)
             params = self.transform.draw(sample_generator(self.seed, epoch, index))
             pixel_values, labels = self.transform.apply(image, mask, params)
         except Exception as error:  # noqa: BLE001 - named here, decided by skip_bad
