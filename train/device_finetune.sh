@@ -13,6 +13,8 @@
 # (`pip download --no-deps --only-binary=:all: --python-version 3.12 ...`, see the device tool's notes).
 #   STEPS=3000 BATCH=16 LR=2e-5   the fine-tune (finetune_released_tiny.sh's meaning)
 #   TRAIN_SECONDS=330             the wall-clock bound of the training (the newest checkpoint is kept)
+#   DISTILL=1 SCHEDULE=constant_with_warmup LR=1e-4   distil the released model on the real photos on the fly
+#                                 instead of labelling them once (session 19: it holds the photos at higher rates)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 source train/device_setup.sh   # $out, $log, $PY, the environment and the wheels

@@ -17,6 +17,11 @@
 #                    and on GPUs; emulated bf16 is slower than float32)
 #   WORKERS=N        processes rendering the composites and DataLoader workers (default 1)
 #   EMA=0            save the last step's weights instead of their moving average (run D of session 17 predates it)
+#   DISTILL=1        the real photos are not labelled once but distilled on the fly: the training folder holds only
+#                    the data with exact masks (composites x1, synthetic 160 px x2), and each step adds a batch of
+#                    the real photos (GCompris, close-ups, wallpapers and VIEWS random views of them) with the
+#                    released model's seven maps on those very crops as targets (train.py --distill_from)
+#   SCHEDULE         the learning-rate schedule (default cosine; the distillation runs used constant_with_warmup)
 # On 2 cores of an Intel Xeon without bf16 (2026-12-06) the fine-tune takes ~10 s a step (batch 8).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,6 +32,10 @@ BATCH=${BATCH:-8}
 PRECISION=${PRECISION:-no}
 WORKERS=${WORKERS:-1}
 EMA=${EMA:-1}
+DISTILL=${DISTILL:-0}
+SCHEDULE=${SCHEDULE:-cosine}
+VIEWS=${VIEWS:-runs/views}
+POOL=${POOL:-runs/distill-pool}
 RUN_DIR=${RUN_DIR:-runs/ft-teacher}
 TEACHER=${TEACHER:-runs/teacher-u2netp}
 START=${START:-runs/teacher-ftcal}       # the released model, its BatchNorms calibrated on the data
@@ -37,7 +46,8 @@ LABELLED=${LABELLED:-runs/gcompris-labelled}   # hand masks; validation/ holds t
 TEACH=${TEACH:-runs/teach}                     # real photos with the released model's masks
 COMPOSITES=${COMPOSITES:-runs/ft-composites}
 SYNTHETIC=${SYNTHETIC:-runs/ft-synthetic-160}
-DATA=${DATA:-runs/ft-data}
+DATA_DEFAULT=runs/ft-data; [ "$DISTILL" = 1 ] && DATA_DEFAULT=runs/ft-distill-data
+DATA=${DATA:-$DATA_DEFAULT}
 HELDOUT_SEED=20261125
 HELDOUT_DIR=${HELDOUT_DIR:-runs/heldout-synthetic-$HELDOUT_SEED}
 CUTOUT_VALIDATION=${CUTOUT_VALIDATION:-runs/cutout-validation-320}
@@ -92,10 +102,25 @@ synthetic_split() {  # synthetic_split DIR SEED COUNT: scenes at 160 px (trainin
     && touch "$1/.done"; }
 }
 synthetic_split "$SYNTHETIC" 5 1000
-# one folder of links: about a third real photos (each GCompris photo 6 times, each close-up and wallpaper photo
-# 3 times), two thirds exact masks
-"$PY" train/link_training_set.py --out "$DATA" "$TEACH/gcompris:6" "$TEACH/closeups:3" "$TEACH/places:3" \
-  "$COMPOSITES:1" "$SYNTHETIC:1"
+DISTILLATION=()
+if [ "$DISTILL" = 1 ]; then
+  # the labelled folder holds only exact masks; the real photos and 8 random views of each (45-100 % of the
+  # shorter side) are the unlabelled pool the released model is distilled on
+  for source in gcompris places; do
+    [ -d "$VIEWS/$source/images" ] || "$PY" train/make_view_crops.py --photos "$TEACH/$source/images" \
+      --out "$VIEWS/$source/images" --per_photo 8
+  done
+  for source in "$TEACH/gcompris" "$TEACH/closeups" "$TEACH/places" "$VIEWS/gcompris" "$VIEWS/places"; do
+    link_photos "$source/images" "$POOL/$(echo "${source#runs/}" | tr / -)"
+  done
+  "$PY" train/link_training_set.py --out "$DATA" "$COMPOSITES:1" "$SYNTHETIC:2"
+  DISTILLATION=(--distill_from "$TEACHER" --distill_data_dir "$POOL" --distill_batch_size "$BATCH")
+else
+  # one folder of links: about a third real photos (each GCompris photo 6 times, each close-up and wallpaper
+  # photo 3 times), two thirds exact masks
+  "$PY" train/link_training_set.py --out "$DATA" "$TEACH/gcompris:6" "$TEACH/closeups:3" "$TEACH/places:3" \
+    "$COMPOSITES:1" "$SYNTHETIC:1"
+fi
 
 # -- 3. the fine-tune: a low peak rate and few steps, so the released model's real-photo behaviour stays. It
 #    starts from the released model with its BatchNorms calibrated on this data: training-mode BatchNorms apply
@@ -107,9 +132,9 @@ AVERAGE=(); [ "$EMA" = 1 ] && AVERAGE=(--use_ema --ema_decay 0.999)
   train/train.py \
   --init_from "$START" --train_data_dir "$DATA" --validation_split none --data_check none \
   --resolution 320 --crop_size 288 \
-  --train_batch_size "$BATCH" --learning_rate "$LR" --lr_scheduler cosine --lr_warmup_steps 10 \
+  --train_batch_size "$BATCH" --learning_rate "$LR" --lr_scheduler "$SCHEDULE" --lr_warmup_steps 10 \
   --max_train_steps "$STEPS" --mixed_precision "$PRECISION" --dataloader_num_workers "$WORKERS" --seed 0 \
-  --checkpointing_steps 40 --checkpoints_total_limit 8 "${AVERAGE[@]}" \
+  --checkpointing_steps 40 --checkpoints_total_limit 8 "${AVERAGE[@]}" "${DISTILLATION[@]}" \
   --output_dir "$RUN_DIR" --resume_from_checkpoint latest
 [ "${TRAIN_ONLY:-0}" = 1 ] && exit 0
 
