@@ -55,10 +55,11 @@ def test_unlabelled_images_leave_out_masks_and_refuse_an_empty_folder(tmp_path):
         image.save(tmp_path / "photos" / f"{i}.jpg")
         mask.save(tmp_path / "photos" / "masks" / f"{i}.png")
     (tmp_path / "photos" / "notes.txt").write_text("not an image")
+    Image.new("RGB", (9, 7)).save(tmp_path / "photos" / "gt_racer.png")  # a photo whose name starts like a folder
     Image.new("RGB", (9, 7)).save(tmp_path / "photos" / "more" / "x.png")
     images = unlabelled_images(tmp_path / "photos")
     names = sorted(Path(cell["path"]).relative_to(tmp_path / "photos").as_posix() for cell in images["image"])
-    assert names == ["0.jpg", "1.jpg", "2.jpg", "more/x.png"]
+    assert names == ["0.jpg", "1.jpg", "2.jpg", "gt_racer.png", "more/x.png"]
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="holds no image"):
         unlabelled_images(tmp_path / "empty")

@@ -126,7 +126,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                          "--distill_data_dir and adds the loss of the student's seven maps against the teacher's "
                          "on those very crops: keeps a fine-tune close to the teacher on real photos")
     distill.add_argument("--distill_data_dir", default=None,
-                         help="a folder of images (searched recursively; masks/ subfolders are ignored)")
+                         help="a folder of images (searched recursively; masks/, labels/ and gt/ subfolders are "
+                         "ignored)")
     distill.add_argument("--distill_batch_size", type=int, default=None,
                          help="unlabelled images per step and process (default: --train_batch_size)")
     distill.add_argument("--distill_weight", type=float, default=1.0,
@@ -781,13 +782,11 @@ def build_distillation(args, accelerator, student, autocast, start: int):
     if len(loader) < 1:
         raise SystemExit(f"error: --distill_data_dir holds {len(images)} images, fewer than --distill_batch_size "
                          f"{args.distill_batch_size}")
-    stream = DistillationStream(
+    return DistillationStream(
         teacher, accelerator.prepare(loader), sampler, accelerator.device, start=start,
         channels_last=args.channels_last, autocast=autocast or accelerator.autocast,
         skip_first_batches=accelerator.skip_first_batches,
     )
-    stream.num_images = len(images)
-    return stream
 
 
 @dataclass

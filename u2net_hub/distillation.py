@@ -22,12 +22,15 @@ from .modeling import U2NetOutput
 
 __all__ = ["unlabelled_images", "distillation_loss", "split_output", "DistillationStream"]
 
+_MASK_FOLDERS = {"mask", "masks", "label", "labels", "gt"}  # subfolders of a dataset folder that hold no photos
+
 
 def unlabelled_images(folder: str | Path):
     """Every image file under `folder` (recursively) as a `datasets.Dataset` with one ``image`` column.
 
     Args:
-        folder: a folder of photos; masks, if any, are ignored (a ``masks`` subfolder is skipped).
+        folder: a folder of photos, searched recursively; subfolders named ``masks``, ``labels`` or ``gt`` (a
+            dataset folder's masks) are skipped.
 
     Returns:
         The dataset, its cells left as paths.
@@ -41,7 +44,7 @@ def unlabelled_images(folder: str | Path):
     if not root.is_dir():
         raise ValueError(f"{folder}: no such folder")
     paths = [str(path) for stem, found in index_folder(root).items()
-             if not stem.split("/")[0].lower().startswith(("mask", "label", "gt")) for path in found]
+             if not any(part.lower() in _MASK_FOLDERS for part in stem.split("/")[:-1]) for path in found]
     if not paths:
         raise ValueError(f"{folder} holds no image files")
     return Dataset.from_dict({"image": paths}, features=Features({"image": Image(decode=False)}))
@@ -93,7 +96,8 @@ class DistillationStream:
         start: how many micro-batches were consumed before (a resumed run).
         channels_last: feed the teacher channels_last input.
         autocast: a context-manager factory the teacher's forward runs under (None: none).
-        skip_first_batches: ``accelerator.skip_first_batches`` (to skip into a pass on resume).
+        skip_first_batches: ``accelerator.skip_first_batches`` (to skip into a pass on resume; needed when
+            `start` is not a whole number of passes).
     """
 
     def __init__(self, teacher: torch.nn.Module, dataloader, sampler, device: torch.device | str, *, start: int = 0,
@@ -111,6 +115,9 @@ class DistillationStream:
         per_pass = len(dataloader)
         if per_pass < 1:
             raise ValueError("the distillation data gives no batch")
+        if start % per_pass and skip_first_batches is None:
+            raise ValueError(f"starting {start % per_pass} batches into a pass needs skip_first_batches")
+        self.num_images = len(dataloader.dataset)
         self._batches = self._iterate(start // per_pass, start % per_pass)
 
     def _iterate(self, epoch: int, skip: int) -> Iterator[dict]:
