@@ -18,6 +18,7 @@ from torch import Tensor
 
 from .acceleration import to_channels_last
 from .data import index_folder
+from .losses import weighted_sum
 from .modeling import U2NetOutput
 
 __all__ = ["unlabelled_images", "distillation_loss", "split_output", "DistillationStream"]
@@ -77,9 +78,7 @@ def distillation_loss(student: U2NetOutput, teacher: U2NetOutput, weights: Seque
                          f"{tuple(teacher.logits.shape)}")
     with torch.autocast(device_type=student.logits.device.type, enabled=False):
         terms = [F.binary_cross_entropy_with_logits(s.float(), torch.sigmoid(t.float())) for s, t in pairs]
-    if weights is None:
-        return torch.stack(terms).sum()
-    return sum(w * t for w, t in zip(weights, terms))
+    return weighted_sum(terms, weights)
 
 
 class DistillationStream:

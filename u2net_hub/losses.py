@@ -17,7 +17,7 @@ from torch import Tensor
 
 from .modeling import U2NetOutput
 
-__all__ = ["deep_supervision_loss", "side_losses"]
+__all__ = ["deep_supervision_loss", "side_losses", "weighted_sum"]
 
 
 def _check_labels(labels: Tensor, reference: Tensor) -> Tensor:
@@ -60,9 +60,21 @@ def deep_supervision_loss(output: U2NetOutput, labels: Tensor, weights: Sequence
     Returns:
         A scalar float32 tensor.
     """
-    terms = side_losses(output, labels)
+    return weighted_sum(side_losses(output, labels), weights)
+
+
+def weighted_sum(terms: Sequence[Tensor], weights: Sequence[float] | None = None) -> Tensor:
+    """The seven terms summed, each times its weight (None: all 1), as deep supervision sums them.
+
+    Args:
+        terms: seven scalar tensors, fused first.
+        weights: seven weights (fused first); None means all 1.
+
+    Returns:
+        A scalar tensor.
+    """
     if weights is None:
-        return torch.stack(terms).sum()
+        return torch.stack(list(terms)).sum()
     if len(weights) != len(terms):
         raise ValueError(f"need {len(terms)} weights (fused + 6 sides), got {len(weights)}")
     return sum(w * t for w, t in zip(weights, terms))
