@@ -35,7 +35,7 @@ EMA=${EMA:-1}
 DISTILL=${DISTILL:-0}
 SCHEDULE=${SCHEDULE:-cosine}
 VIEWS=${VIEWS:-runs/views}
-POOL=${POOL:-runs/distill-pool}
+POOL=${POOL:-runs/distill-pool-square}
 RUN_DIR=${RUN_DIR:-runs/ft-teacher}
 TEACHER=${TEACHER:-runs/teacher-u2netp}
 START=${START:-runs/teacher-ftcal}       # the released model, its BatchNorms calibrated on the data
@@ -104,13 +104,19 @@ synthetic_split() {  # synthetic_split DIR SEED COUNT: scenes at 160 px (trainin
 synthetic_split "$SYNTHETIC" 5 1000
 DISTILLATION=()
 if [ "$DISTILL" = 1 ]; then
-  # the labelled folder holds only exact masks; the real photos and 8 random views of each (45-100 % of the
-  # shorter side) are the unlabelled pool the released model is distilled on
+  # the labelled folder holds only exact masks; the real photos (resized to the network's 320x320 square, so
+  # they decode fast) and 8 random views of each (45-100 % of the shorter side) are the unlabelled pool the
+  # released model is distilled on
   for source in gcompris places; do
     [ -d "$VIEWS/$source/images" ] || "$PY" train/make_view_crops.py --photos "$TEACH/$source/images" \
       --out "$VIEWS/$source/images" --per_photo 8
   done
-  for source in "$TEACH/gcompris" "$TEACH/closeups" "$TEACH/places" "$VIEWS/gcompris" "$VIEWS/places"; do
+  for source in gcompris closeups places; do
+    [ -d "$VIEWS/$source-whole/images" ] || "$PY" train/make_view_crops.py --photos "$TEACH/$source/images" \
+      --out "$VIEWS/$source-whole/images" --whole
+  done
+  for source in "$VIEWS/gcompris-whole" "$VIEWS/closeups-whole" "$VIEWS/places-whole" "$VIEWS/gcompris" \
+      "$VIEWS/places"; do
     link_photos "$source/images" "$POOL/$(echo "${source#runs/}" | tr / -)"
   done
   "$PY" train/link_training_set.py --out "$DATA" "$COMPOSITES:1" "$SYNTHETIC:2"

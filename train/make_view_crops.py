@@ -40,6 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smallest", type=float, default=0.45, help="the smallest side, as a share of the shorter one")
     parser.add_argument("--size", type=int, default=320, help="the views are resized to this square (the network's input)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--whole", action="store_true",
+                        help="write one view per photo, the whole photo resized to the square as the network's input "
+                             "is (a distillation pool that decodes fast: 25 s a CPU step against 31 s)")
     args = parser.parse_args(argv)
     if not 0 < args.smallest <= 1:
         sys.exit("error: --smallest must lie in (0, 1]")
@@ -52,10 +55,14 @@ def main(argv: list[str] | None = None) -> int:
         rng = random.Random(f"{args.seed}-{path.stem}")
         with Image.open(path) as opened:
             photo = ImageOps.exif_transpose(opened).convert("RGB")
+        if args.whole:
+            photo.resize((args.size, args.size), Image.BICUBIC).save(args.out / f"{path.stem}.jpg", quality=92)
+            continue
         for index in range(args.per_photo):
             view = photo.crop(view_box(photo.size, rng, args.smallest)).resize((args.size, args.size), Image.BICUBIC)
             view.save(args.out / f"{path.stem}-v{index}.jpg", quality=92)
-    print(f"wrote {len(photos) * args.per_photo} views of {len(photos)} photos to {args.out}")
+    count = len(photos) * (1 if args.whole else args.per_photo)
+    print(f"wrote {count} views of {len(photos)} photos to {args.out}")
     return 0
 
 

@@ -532,6 +532,10 @@ def main(argv: list[str] | None = None, *, keep_process_group: bool = False) -> 
         logger.info(f"distilling {args.distill_from} on {distill_stream.num_images} images, "
                     f"{args.distill_batch_size} per step and process", main_process_only=True)
 
+    # img/s counts every image the student trains on in a step: the labelled batch and the distilled one
+    images_per_step = total_batch_size + (
+        args.distill_batch_size * world * args.gradient_accumulation_steps if distill_stream is not None else 0)
+
     log = training.JsonlLog(output_dir / training.TRAIN_LOG_NAME, enabled=accelerator.is_main_process)
     if resume_path is not None and accelerator.is_main_process:
         # Steps logged after this checkpoint (a kill between two saves) are trained again: one curve in the log.
@@ -621,7 +625,7 @@ def main(argv: list[str] | None = None, *, keep_process_group: bool = False) -> 
                 step_losses, step_foreground = [], []
                 if first_loss is None:
                     first_loss = step_loss
-                throughput.update(total_batch_size)
+                throughput.update(images_per_step)
                 # mask_fraction (the batch's share of foreground pixels) also fingerprints which samples were used.
                 record = {"step": global_step, "epoch": epoch, "loss": step_loss, "lr": lr_scheduler.get_last_lr()[0],
                           "mask_fraction": foreground}
