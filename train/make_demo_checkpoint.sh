@@ -130,7 +130,7 @@ NOT_BACKGROUNDS="FreshFlower TwoWings ColorfulCups EveningGlow"
 
 # -- stage 2: fine-tune stage 1 on them at 320/288 px (200 images held out for the validation during training).
 #    Two earlier recipes fine-tuned on composites of *synthetic* shapes on real photos and lost real-photo
-#    quality (docs/demo-model.md); real cut-outs are what changed.
+#    quality (docs/demo-model-journal.md, sessions 4 and 5); real cut-outs are what changed.
 if [ -z "${STAGE2_DIR:-}" ] && [ -z "${STAGE3_MIX:-}" ]; then
 STAGE2_DIR=$STAGE2_RUN_DIR
 "${LAUNCH[@]}" \
@@ -155,7 +155,8 @@ if [ -z "${STAGE3_MIX:-}" ]; then
   --output_dir "$RUN_DIR" --resume_from_checkpoint latest
 
 # -- stage 3's mix: the mean of stage 2's and stage 3's weights (each alone was worse on the real photos), with
-#    the fused map sharpened (temperature 0.5, chosen on the held-out cut-out composites; docs/demo-model.md)
+#    the fused map sharpened (temperature 0.5, chosen on the held-out cut-out composites; docs/demo-model-journal.md,
+#    session 7)
 STAGE3_MIX=$RUN_DIR/shipped
 "$PY" train/mix_weights.py "$STAGE2_DIR" "$RUN_DIR" --weight_b "${STAGE3_WEIGHT:-0.5}" \
   --temperature "${TEMPERATURE:-0.5}" --out "$STAGE3_MIX"

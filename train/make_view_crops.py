@@ -3,7 +3,7 @@
 Why: fine-tuning the released tiny model on the demo mix (a third real photos labelled by the released model,
 two thirds composites and synthetic scenes with exact masks), every further step took it further from the
 released model on held-out real photos (maxF 0.892 after run D's 160 steps, 0.831 after 120 more, 0.810
-after 240; docs/demo-model.md, session 18), while the synthetic scenes did not improve. The few hundred real
+after 240; docs/demo-model-journal.md, session 18), while the synthetic scenes did not improve. The few hundred real
 photos, seen over and over, anchor it too weakly. Views multiply them: each crop is a new framing (a subject
 cut by the border, a small subject in a wide view, a patch of background alone) and is labelled by the teacher
 on the crop itself, since the mask of a crop is not the crop of the mask.

@@ -2,8 +2,9 @@
 
 Why: stage 3 of the demo model (train/make_demo_checkpoint.sh) learnt close-ups and busy scenes but forgot some of
 what stage 2 knew; the mean of the two (both fine-tuned from the same weights, so they lie in one basin) was
-better than either on the real photos (docs/demo-model.md). And the tiny model's maps are soft: dividing the
-fused logit by a temperature below 1 sharpens them without changing their order (maxF is unchanged, MAE falls).
+better than either on the real photos (docs/demo-model-journal.md, session 7). And the tiny model's maps are
+soft: dividing the fused logit by a temperature below 1 sharpens them without changing their order (maxF is
+unchanged, MAE falls).
 The fused logit is the output of a 1x1 convolution over the six side maps, so the temperature is folded into its
 weight and bias: the checkpoint stays an ordinary U²-Net that every tool (ONNX export, rembg) runs as is.
 

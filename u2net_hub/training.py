@@ -171,7 +171,7 @@ class WeightAverage:
     Why: at a constant learning rate the weights wander around what the data teaches. Fine-tuning the released
     tiny model at Adam 2e-5, checkpoint 120 stood at maxF 0.831 on real photos (against the released model's
     masks) while the plain mean of checkpoints 40, 80 and 120 stood at 0.878, with the synthetic scenes
-    unchanged (docs/demo-model.md, session 18). The decay warms up as diffusers' ``EMAModel`` does,
+    unchanged (docs/demo-model-journal.md, session 18). The decay warms up as diffusers' ``EMAModel`` does,
     ``min(decay, (1 + t) / (10 + t))`` at the t-th update, so the starting weights fade out quickly.
 
     Every process keeps its own copy (their weights are the same after each step); the averages are float32.
