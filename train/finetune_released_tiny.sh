@@ -21,6 +21,8 @@
 #                    the data with exact masks (composites x1, synthetic 160 px x2), and each step adds a batch of
 #                    the real photos (GCompris, close-ups, wallpapers and VIEWS random views of them) with the
 #                    released model's seven maps on those very crops as targets (train.py --distill_from)
+#   MIX              with DISTILL=1, the labelled folders as FOLDER:REPEATS, space-separated (default
+#                    "runs/ft-composites:1 runs/ft-synthetic-160:2"; session 20 used the synthetic scenes alone)
 #   SCHEDULE         the learning-rate schedule (default cosine; the distillation runs used constant_with_warmup)
 # On 2 cores of an Intel Xeon without bf16 (2026-12-06) the fine-tune takes ~10 s a step (batch 8).
 set -euo pipefail
@@ -119,7 +121,8 @@ if [ "$DISTILL" = 1 ]; then
       "$VIEWS/places"; do
     link_photos "$source/images" "$POOL/$(echo "${source#runs/}" | tr / -)"
   done
-  "$PY" train/link_training_set.py --out "$DATA" "$COMPOSITES:1" "$SYNTHETIC:2"
+  # shellcheck disable=SC2086  # MIX is a list of FOLDER:REPEATS
+  "$PY" train/link_training_set.py --out "$DATA" ${MIX:-"$COMPOSITES:1" "$SYNTHETIC:2"}
   DISTILLATION=(--distill_from "$TEACHER" --distill_data_dir "$POOL" --distill_batch_size "$BATCH")
 else
   # one folder of links: about a third real photos (each GCompris photo 6 times, each close-up and wallpaper
