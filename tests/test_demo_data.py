@@ -470,3 +470,24 @@ def test_training_shell_scripts_parse():
     for script in scripts:
         done = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
         assert done.returncode == 0, f"{script.name}: {done.stderr}"
+
+
+def test_synthetic_split_is_the_datasets_rows_whatever_the_number_of_workers(tmp_path):
+    """make_synthetic_split.py writes row i of make_synthetic_dataset as i.png, rendered by one process or many
+    (a long GPU run renders tens of thousands of scenes on 16 cores); bad counts are a message."""
+    from u2net_hub.data import make_synthetic_dataset
+
+    script = [sys.executable, str(ROOT / "train" / "make_synthetic_split.py"), "--seed", "3", "--count", "6",
+              "--size", "48", "--no-progress"]
+    subprocess.run(script + ["--out", str(tmp_path / "one")], capture_output=True, text=True, check=True)
+    subprocess.run(script + ["--out", str(tmp_path / "two"), "--workers", "2"], capture_output=True, text=True,
+                   check=True)
+    rows = make_synthetic_dataset(6, size=48, seed=3)
+    for index, row in enumerate(rows):
+        for column, folder in (("image", "images"), ("mask", "masks")):
+            expected = np.asarray(row[column])
+            for run in ("one", "two"):
+                assert np.array_equal(np.asarray(Image.open(tmp_path / run / folder / f"{index:04d}.png")), expected)
+    refused = subprocess.run(script[:2] + ["--out", str(tmp_path / "bad"), "--seed", "3", "--count", "0"],
+                             capture_output=True, text=True)
+    assert refused.returncode == 2 and "--count" in refused.stderr and "Traceback" not in refused.stderr

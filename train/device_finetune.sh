@@ -15,6 +15,9 @@
 #   TRAIN_SECONDS=330             the wall-clock bound of the training (the newest checkpoint is kept)
 #   DISTILL=1 SCHEDULE=constant_with_warmup LR=1e-4   distil the released model on the real photos on the fly
 #                                 instead of labelling them once (session 19: it holds the photos at higher rates)
+#   MIX="runs/ft-synthetic-gpu:1" SYNTHETIC=runs/ft-synthetic-gpu SYNTHETIC_COUNT=20000   with DISTILL=1: the
+#                                 synthetic scenes as the only labelled data (session 20: the synthetic split rose
+#                                 0.915 -> 0.936 in 160 CPU steps with the photos held at 0.86), many of them
 set -uo pipefail
 cd "$(dirname "$0")/.."
 source train/device_setup.sh   # $out, $log, $PY, the environment and the wheels

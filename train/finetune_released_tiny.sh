@@ -23,6 +23,8 @@
 #                    released model's seven maps on those very crops as targets (train.py --distill_from)
 #   MIX              with DISTILL=1, the labelled folders as FOLDER:REPEATS, space-separated (default
 #                    "runs/ft-composites:1 runs/ft-synthetic-160:2"; session 20 used the synthetic scenes alone)
+#   SYNTHETIC=DIR SYNTHETIC_COUNT=N   the labelled synthetic scenes at 160 px (default runs/ft-synthetic-160, 1,000
+#                    scenes of seed 5; a long GPU run wants more, in a folder of its own)
 #   SCHEDULE         the learning-rate schedule (default cosine; the distillation runs used constant_with_warmup)
 # On 2 cores of an Intel Xeon without bf16 (2026-12-06) the fine-tune takes ~10 s a step (batch 8).
 set -euo pipefail
@@ -100,10 +102,10 @@ NOT_BACKGROUNDS="FreshFlower TwoWings ColorfulCups EveningGlow"  # full of real 
     --figures 0.15 --closeups 0.15 --distractors 0.35 --busy 0.2 --seed 11 --workers "$WORKERS" \
     --exclude_backgrounds $NOT_BACKGROUNDS && touch "$COMPOSITES/.done"; }
 synthetic_split() {  # synthetic_split DIR SEED COUNT: scenes at 160 px (training 0 and 5, held out 20261125)
-  [ -f "$1/.done" ] || { "$PY" train/make_synthetic_split.py --out "$1" --seed "$2" --count "$3" --size 160 \
+  [ -f "$1/.done" ] || { "$PY" train/make_synthetic_split.py --out "$1" --seed "$2" --count "$3" --size 160 --workers "$WORKERS" \
     && touch "$1/.done"; }
 }
-synthetic_split "$SYNTHETIC" 5 1000
+synthetic_split "$SYNTHETIC" 5 "${SYNTHETIC_COUNT:-1000}"
 DISTILLATION=()
 if [ "$DISTILL" = 1 ]; then
   # the labelled folder holds only exact masks; the real photos (resized to the network's 320x320 square, so

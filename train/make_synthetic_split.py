@@ -4,14 +4,26 @@ Seeds in use: 0 (training scenes of train.py and the composites), 1 (validation 
 160 px scenes of train/finetune_released_tiny.sh), 20261125 (the held-out split every demo model is scored on).
 
     python train/make_synthetic_split.py --out runs/heldout-synthetic-20261125 --seed 20261125 --count 300
+
+Scene i is the same image whatever ``--workers`` renders it (row i of ``make_synthetic_dataset``).
 """
 
 from __future__ import annotations
 
 import argparse
+from functools import partial
+from multiprocessing import Pool
 from pathlib import Path
 
-from u2net_hub.data import make_synthetic_dataset
+from tqdm.auto import tqdm
+
+from u2net_hub.data import render_synthetic_sample
+
+
+def write_scene(index: int, out: Path, size: int, seed: int) -> None:
+    image, mask = render_synthetic_sample(index, size=size, seed=seed)
+    image.save(out / "images" / f"{index:04d}.png")
+    mask.save(out / "masks" / f"{index:04d}.png")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,14 +32,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, required=True)
     parser.add_argument("--count", type=int, required=True)
     parser.add_argument("--size", type=int, default=160, help="the scenes' side in pixels")
+    parser.add_argument("--workers", type=int, default=1, help="processes rendering the scenes")
+    parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     args = parser.parse_args(argv)
-    if args.count < 1 or args.size < 16:
-        parser.error(f"--count must be at least 1 and --size at least 16, got {args.count} and {args.size}")
+    if args.count < 1 or args.size < 16 or args.workers < 1:
+        parser.error(f"--count and --workers must be at least 1 and --size at least 16, got {args.count}, "
+                     f"{args.workers} and {args.size}")
     (args.out / "images").mkdir(parents=True, exist_ok=True)
     (args.out / "masks").mkdir(parents=True, exist_ok=True)
-    for i, row in enumerate(make_synthetic_dataset(args.count, size=args.size, seed=args.seed)):
-        row["image"].save(args.out / "images" / f"{i:04d}.png")
-        row["mask"].save(args.out / "masks" / f"{i:04d}.png")
+    write = partial(write_scene, out=args.out, size=args.size, seed=args.seed)
+    progress = tqdm(total=args.count, unit="scene", desc="rendering", disable=not args.progress)
+    if args.workers == 1:
+        for index in range(args.count):
+            write(index)
+            progress.update()
+    else:
+        with Pool(args.workers) as pool:
+            for _ in pool.imap_unordered(write, range(args.count), chunksize=16):
+                progress.update()
+    progress.close()
     print(f"wrote {args.count} scenes of {args.size}x{args.size} (seed {args.seed}) to {args.out}")
     return 0
 
