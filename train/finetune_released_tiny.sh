@@ -96,7 +96,9 @@ label "$TEACH/closeups"
 # the data with exact masks: composites of the cut-outs (close-ups, sharp distractors at the edges, busy
 # backdrops) with plain synthetic scenes at 320 px, and synthetic scenes at 160 px like the held-out split's
 NOT_BACKGROUNDS="FreshFlower TwoWings ColorfulCups EveningGlow"  # full of real objects: not backgrounds
-[ -f "$COMPOSITES/.done" ] || {
+MIX=${MIX:-"$COMPOSITES:1 $SYNTHETIC:2"}
+# the composites take the longest to render: only when the labelled data uses them
+[ "$DISTILL" = 1 ] && [[ " $MIX" != *" $COMPOSITES:"* ]] || [ -f "$COMPOSITES/.done" ] || {
   "$PY" train/make_cutout_composites.py --photos "$PHOTOS/train" --cutouts "$CUTOUTS/train" \
     --cartoons "$CUTOUTS/cartoon" --out "$COMPOSITES" --num_composites 3000 --num_synthetic 1500 --size 320 \
     --figures 0.15 --closeups 0.15 --distractors 0.35 --busy 0.2 --seed 11 --workers "$WORKERS" \
@@ -124,7 +126,7 @@ if [ "$DISTILL" = 1 ]; then
     link_photos "$source/images" "$POOL/$(echo "${source#runs/}" | tr / -)"
   done
   # shellcheck disable=SC2086  # MIX is a list of FOLDER:REPEATS
-  "$PY" train/link_training_set.py --out "$DATA" ${MIX:-"$COMPOSITES:1" "$SYNTHETIC:2"}
+  "$PY" train/link_training_set.py --out "$DATA" $MIX
   DISTILLATION=(--distill_from "$TEACHER" --distill_data_dir "$POOL" --distill_batch_size "$BATCH")
 else
   # one folder of links: about a third real photos (each GCompris photo 6 times, each close-up and wallpaper
