@@ -491,3 +491,32 @@ def test_synthetic_split_is_the_datasets_rows_whatever_the_number_of_workers(tmp
     refused = subprocess.run(script[:2] + ["--out", str(tmp_path / "bad"), "--seed", "3", "--count", "0"],
                              capture_output=True, text=True)
     assert refused.returncode == 2 and "--count" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_select_hardest_links_the_worst_pairs_of_a_real_per_image_evaluation(tmp_path):
+    data = _paired_folder(tmp_path / "scenes", ["s0", "s1", "s2", "s3"])  # every mask is white
+    predictions = tmp_path / "predictions"
+    predictions.mkdir()
+    for stem, value in (("s0", 255), ("s1", 0), ("s2", 200), ("s3", 100)):  # MAE 0, 1, 0.22, 0.61
+        Image.new("L", (8, 8), value).save(predictions / f"{stem}.png")
+    scores = tmp_path / "scores.json"
+    subprocess.run([sys.executable, "-m", "u2net_hub.cli", "evaluate", "--pred-dir", str(predictions),
+                    "--gt-dir", str(data / "masks"), "--per-image", "--output", str(scores), "--no-progress"],
+                   check=True, capture_output=True, text=True)
+    out = tmp_path / "hard"
+    command = [sys.executable, str(ROOT / "train" / "select_hardest.py"), "--scores", str(scores),
+               "--data", str(data), "--count", "2", "--out", str(out)]
+    subprocess.run(command, check=True, capture_output=True, text=True)
+    assert sorted(p.name for p in (out / "images").iterdir()) == ["s1.jpg", "s3.jpg"]
+    assert sorted(p.name for p in (out / "masks").iterdir()) == ["s1.png", "s3.png"]
+    assert (out / "images" / "s1.jpg").resolve() == (data / "images" / "s1.jpg").resolve()
+    assert [row["item"] for row in json.loads((out / "hardest.json").read_text())] == ["s1", "s3"]
+    assert len(load_saliency_dataset(data_dir=str(out))) == 2
+
+    # scores made without --per-image, or on another folder, are refused with a message
+    scores.write_text(json.dumps({"MAE": 0.5}))
+    failed = subprocess.run(command, capture_output=True, text=True)
+    assert failed.returncode != 0 and "--per-image" in failed.stderr and "Traceback" not in failed.stderr
+    scores.write_text(json.dumps({"per_image": [{"item": "elsewhere", "MAE": 0.9}]}))
+    failed = subprocess.run(command, capture_output=True, text=True)
+    assert failed.returncode != 0 and "elsewhere" in failed.stderr and "Traceback" not in failed.stderr
