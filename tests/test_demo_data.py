@@ -514,9 +514,11 @@ def test_select_hardest_links_the_worst_pairs_of_a_real_per_image_evaluation(tmp
     assert len(load_saliency_dataset(data_dir=str(out))) == 2
 
     # scores made without --per-image, or on another folder, are refused with a message
-    scores.write_text(json.dumps({"MAE": 0.5}))
-    failed = subprocess.run(command, capture_output=True, text=True)
-    assert failed.returncode != 0 and "--per-image" in failed.stderr and "Traceback" not in failed.stderr
+    for document in ({"MAE": 0.5}, [1, 2], {"per_image": [{"MAE": 0.4}]}):
+        scores.write_text(json.dumps(document))
+        failed = subprocess.run(command, capture_output=True, text=True)
+        assert failed.returncode != 0 and "Traceback" not in failed.stderr
+        assert "--per-image" in failed.stderr or "score" in failed.stderr
     scores.write_text(json.dumps({"per_image": [{"item": "elsewhere", "MAE": 0.9}]}))
     failed = subprocess.run(command, capture_output=True, text=True)
     assert failed.returncode != 0 and "elsewhere" in failed.stderr and "Traceback" not in failed.stderr

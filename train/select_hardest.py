@@ -24,10 +24,11 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 
 def worst_items(document: dict, count: int, metric: str = "MAE") -> list[tuple[str, float]]:
     """The ``count`` items with the highest ``metric`` in a ``u2net evaluate --per-image`` document, worst first."""
-    rows = document.get("per_image")
-    if not rows:
+    rows = document.get("per_image") if isinstance(document, dict) else None
+    if not rows or not isinstance(rows, list):
         raise ValueError("the scores hold no per-image rows: run `u2net evaluate` with --per-image")
-    scored = [(str(row["item"]), float(row[metric])) for row in rows if metric in row]
+    scored = [(str(row["item"]), float(row[metric])) for row in rows
+              if isinstance(row, dict) and "item" in row and isinstance(row.get(metric), (int, float))]
     if not scored:
         raise ValueError(f"no per-image row has a {metric!r} score")
     scored.sort(key=lambda pair: (-pair[1], pair[0]))
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         for kind, found in (("images", images), ("masks", masks)):
             (args.out / kind / found[item].name).symlink_to(found[item].resolve())
     (args.out / "hardest.json").write_text(json.dumps([{"item": i, "MAE": s} for i, s in worst], indent=1))
-    print(f"linked the {len(worst)} worst of {len(document['per_image'])} pairs (MAE {worst[-1][1]:.3f} to "
+    print(f"linked the {len(worst)} worst of {len(document['per_image'])} scored pairs (MAE {worst[-1][1]:.3f} to "
           f"{worst[0][1]:.3f}) into {args.out}")
     return 0
 
