@@ -19,7 +19,8 @@ import shutil
 import sys
 from pathlib import Path
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from link_training_set import pairs  # noqa: E402
 
 
 def worst_items(document: dict, count: int, metric: str = "MAE") -> list[tuple[str, float]]:
@@ -33,11 +34,6 @@ def worst_items(document: dict, count: int, metric: str = "MAE") -> list[tuple[s
         raise ValueError(f"no per-image row has a {metric!r} score")
     scored.sort(key=lambda pair: (-pair[1], pair[0]))
     return scored[:count]
-
-
-def by_stem(folder: Path) -> dict[str, Path]:
-    return {path.stem: path for path in folder.iterdir() if path.suffix.lower() in IMAGE_SUFFIXES} \
-        if folder.is_dir() else {}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,8 +50,8 @@ def main(argv: list[str] | None = None) -> int:
         worst = worst_items(document, args.count)
     except (OSError, ValueError) as error:
         sys.exit(f"error: {args.scores}: {error}")
-    images, masks = by_stem(args.data / "images"), by_stem(args.data / "masks")
-    missing = [item for item, _ in worst if item not in images or item not in masks]
+    paired = {image.stem: (image, mask) for image, mask in pairs(args.data, prefix="")}
+    missing = [item for item, _ in worst if item not in paired]
     if missing:
         sys.exit(f"error: {len(missing)} scored items have no image and mask pair in {args.data} "
                  f"(first: {missing[0]!r}); were the scores made on another folder?")
@@ -64,8 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "images").mkdir(parents=True)
     (args.out / "masks").mkdir()
     for item, _ in worst:
-        for kind, found in (("images", images), ("masks", masks)):
-            (args.out / kind / found[item].name).symlink_to(found[item].resolve())
+        for kind, path in zip(("images", "masks"), paired[item]):
+            (args.out / kind / path.name).symlink_to(path.resolve())
     (args.out / "hardest.json").write_text(json.dumps([{"item": i, "MAE": s} for i, s in worst], indent=1))
     print(f"linked the {len(worst)} worst of {len(document['per_image'])} scored pairs (MAE {worst[-1][1]:.3f} to "
           f"{worst[0][1]:.3f}) into {args.out}")
