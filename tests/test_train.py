@@ -26,6 +26,7 @@ from u2net_hub.training import (
     check_trackers,
     checkpoint_step,
     default_mixed_precision,
+    idle_cpu_cores,
     is_complete_checkpoint,
     latest_checkpoint,
     list_checkpoints,
@@ -179,6 +180,18 @@ def test_mixed_precision_default_follows_the_hardware():
 # --------------------------------------------------------------- end to end
 
 
+def test_idle_cpu_cores_counts_the_cores_no_thread_computes_on():
+    cores, threads = len(os.sched_getaffinity(0)), torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert idle_cpu_cores(torch.device("cpu"), 1) == cores - 1
+        assert idle_cpu_cores(torch.device("cuda"), 1) == 0  # a GPU run does not compute on the cores
+        torch.set_num_threads(cores)
+        assert idle_cpu_cores(torch.device("cpu"), 1) == 0
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_one_process_training_lowers_the_loss_and_saves_a_loadable_model(tmp_path):
     out = tmp_path / "run"
     result = _launch(SMALL + [
@@ -192,6 +205,10 @@ def test_one_process_training_lowers_the_loss_and_saves_a_loadable_model(tmp_pat
     assert result.returncode != 0 and "returned non-zero exit status 3." in output, output[-4000:]
     assert "cannot push to the Hub: HF_HUB_OFFLINE" in output
     assert "world size: 1" in output
+    cores = len(os.sched_getaffinity(0))
+    if cores > 1:  # one thread (OMP_NUM_THREADS=1, as `accelerate launch` sets it) leaves cores idle: it says so
+        assert f"warning: {cores - 1} CPU cores idle" in output
+        assert f"--num_cpu_threads_per_process {cores}" in output
 
     losses = [r["loss"] for r in _events(out, "train")]
     assert [r["step"] for r in _events(out, "train")] == list(range(1, 33))

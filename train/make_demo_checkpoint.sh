@@ -78,8 +78,9 @@ CUTOUTS=${CUTOUTS:-runs/cutouts}
 CUTOUT_VALIDATION=${CUTOUT_VALIDATION:-runs/cutout-validation-$SIZE2}
 REAL_DIR=${REAL_DIR:-runs/real-validation}
 export HF_HUB_OFFLINE=1
+# accelerate launch without --cpu sets OMP_NUM_THREADS=1: on a CPU that halves the speed, so give it every core
 LAUNCH=("$PY" -m accelerate.commands.launch --num_processes 1 --num_machines 1 --mixed_precision no
-        --dynamo_backend no train/train.py)
+        --dynamo_backend no --num_cpu_threads_per_process "$(nproc)" train/train.py)
 
 # -- stage 1: synthetic scenes only, from scratch (not needed when a later stage starts from given weights)
 if [ -z "${STAGE1_DIR:-}" ] && [ -z "${STAGE2_DIR:-}" ] && [ -z "${STAGE3_MIX:-}" ]; then

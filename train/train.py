@@ -436,6 +436,14 @@ def main(argv: list[str] | None = None, *, keep_process_group: bool = False) -> 
         f"world size: {world} | device: {accelerator.device} | mixed precision: {accelerator.mixed_precision} "
         f"| channels_last: {args.channels_last} | distributed: {accelerator.distributed_type}"
     )
+    idle_cores = training.idle_cpu_cores(accelerator.device, world)
+    if idle_cores:
+        accelerator.print(
+            f"warning: {idle_cores} CPU cores idle: each of the {world} processes computes with "
+            f"{torch.get_num_threads()} thread(s) (`accelerate launch` without --cpu sets OMP_NUM_THREADS=1); "
+            f"pass `accelerate launch --num_cpu_threads_per_process {torch.get_num_threads() + idle_cores // world}` "
+            "to use them"
+        )
     # One seed for the weights (the same initial model whatever the world size), then one per process
     # so the ranks draw different crops and flips.
     set_seed(args.seed)
