@@ -29,6 +29,8 @@
 #   SCHEDULE         the learning-rate schedule (default cosine; the distillation runs used constant_with_warmup)
 # On 2 cores of an Intel Xeon without bf16 (2026-12-06) the fine-tune takes ~10 s a step (batch 8), 25 s with
 # DISTILL=1 (batch 8 + 8); on 2 cores of an AMD EPYC with AVX-512 bf16 and PRECISION=bf16, 6.5 s with DISTILL=1.
+# Those figures predate --num_cpu_threads_per_process below: the launcher had set OMP_NUM_THREADS=1. With both
+# cores, the EPYC of 2026-12-07 took 6.4 s a DISTILL=1 step in bf16 (13 s on one thread).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
