@@ -14,6 +14,7 @@ whenever the source weights change. (The allocator settings documented here live
 from __future__ import annotations
 
 import copy
+import os
 from functools import lru_cache
 
 import torch
@@ -188,6 +189,14 @@ def optimized_for_inference(model: nn.Module, dtype: torch.dtype | None = None, 
     # Stored in __dict__ directly so it is not registered as a submodule (and never lands in state_dict).
     model.__dict__[_CACHE_ATTRIBUTE] = (fingerprint, fast)
     return fast
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the OS has one), at least one."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 @lru_cache(maxsize=None)

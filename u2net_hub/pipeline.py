@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .acceleration import freed_memory_reused, optimized_for_inference
+from .acceleration import freed_memory_reused, optimized_for_inference, usable_cores
 
 #: Images alive at once, in batches: one decoded ahead, one in the network, one waiting to be handed out.
 IN_FLIGHT_BATCHES = 3
@@ -56,10 +56,7 @@ def default_workers(device: torch.device | str | None = None) -> int:
     cores have nothing else to do, and decoding full-size JPEGs is then the limit (on a 16-core H200 machine
     four threads fed the tiny model 45 photos/s, 2% of what the network alone does).
     """
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cores = os.cpu_count() or 1
+    cores = usable_cores()
     on_gpu = device is not None and torch.device(device).type != "cpu"
     return max(1, min(MAX_WORKERS_GPU if on_gpu else MAX_WORKERS_CPU, cores))
 

@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterable, Iterator
 import torch
 from torch import nn
 
-from .acceleration import cpu_supports_bf16, to_channels_last
+from .acceleration import cpu_supports_bf16, to_channels_last, usable_cores
 from .atomic import atomic_file, atomic_write, fsync_dir
 from .distillation import distillation_loss, split_output
 from .losses import deep_supervision_loss
@@ -70,8 +70,7 @@ def idle_cpu_cores(device: torch.device, processes: int) -> int:
     """
     if device.type != "cpu":
         return 0
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(0, cores - processes * torch.get_num_threads())
+    return max(0, usable_cores() - processes * torch.get_num_threads())
 
 
 def build_optimizer(
