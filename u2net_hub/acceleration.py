@@ -7,13 +7,16 @@ and oneDNN and cuDNN run channels_last bf16 convolutions several times faster
 than contiguous fp32. The weights are converted to that dtype once, so nothing
 is cast per call (autocast would cast every weight on every forward). The exact
 fp32 model stays untouched: the fast copy is a separate module, rebuilt
-whenever the source weights change. (The allocator settings documented here live in
+whenever the source weights change. Weights that bf16 would visibly change (the authors' released
+u2netp and its fine-tunes, the bundled model among them) are detected once and run folded and fused in
+float32 instead (:func:`keeps_its_map`). (The allocator settings documented here live in
 :mod:`u2net_hub.allocator`.)
 """
 
 from __future__ import annotations
 
 import copy
+import logging
 import os
 from functools import lru_cache
 
@@ -24,6 +27,7 @@ from .allocator import freed_memory_reused, reuse_freed_memory  # re-exported: t
 from .layers import ConvBNReLU
 
 _CACHE_ATTRIBUTE = "_u2net_fast_copy"
+logger = logging.getLogger(__name__)
 
 
 def fold_all_batchnorms(model: nn.Module) -> nn.Module:
@@ -146,6 +150,50 @@ class InferenceNetwork(nn.Module):
             cudnn.benchmark = False
 
 
+def _fast_copy(model: nn.Module, dtype: torch.dtype) -> InferenceNetwork:
+    """An eval-mode copy of `model`, BatchNorm folded, fused on CPU, channels_last, in `dtype`."""
+    network = copy.deepcopy(model)
+    network.__dict__.pop(_CACHE_ATTRIBUTE, None)
+    network.eval()
+    fold_all_batchnorms(network)
+    if next(model.parameters()).device.type == "cpu" and cpu_fused_conv_works(dtype):
+        fuse_convolutions(network, dtype)
+    network = network.to(dtype=dtype, memory_format=torch.channels_last)
+    for parameter in network.parameters():
+        parameter.requires_grad_(False)
+    return InferenceNetwork(network, dtype)
+
+
+#: The largest change of the probe's probability map, at any pixel, that bf16/fp16 may make (keeps_its_map).
+MAP_TOLERANCE = 0.1
+
+
+def probe_batch(model: nn.Module, device: torch.device) -> torch.Tensor:
+    """A fixed, photo-like input at the model's input size: smooth random colours with fine noise, normalised."""
+    settings = getattr(model, "preprocessing", None)
+    size = getattr(settings, "input_size", 320)
+    generator = torch.Generator().manual_seed(0)
+    smooth = nn.functional.interpolate(torch.rand(1, 3, 12, 12, generator=generator), size=(size, size),
+                                       mode="bicubic", align_corners=False).clamp(0, 1)
+    image = smooth + 0.05 * torch.randn(1, 3, size, size, generator=generator)
+    mean = torch.tensor(getattr(settings, "mean", (0.485, 0.456, 0.406))).view(1, 3, 1, 1)
+    std = torch.tensor(getattr(settings, "std", (0.229, 0.224, 0.225))).view(1, 3, 1, 1)
+    return ((image - mean) / std).to(device)
+
+
+def keeps_its_map(reduced: InferenceNetwork, exact: InferenceNetwork, probe: torch.Tensor) -> bool:
+    """Whether a reduced-precision fast copy gives the probe the float32 copy's map, within MAP_TOLERANCE.
+
+    Why: some weights are ill-conditioned. The authors' released u2netp (and models fine-tuned from it) cancel
+    pre-activations in the thousands inside stage 2 of the decoder, so bf16's rounding of that stage's input
+    moves the map by up to 0.5 at edges and costs about 0.01 of maxF on real photos; weights trained here from
+    scratch move by 0.03. One probe forward per precision, once per set of weights, tells them apart.
+    """
+    with torch.inference_mode():
+        maps = [network(probe).logits.float().sigmoid() for network in (reduced, exact)]
+    return bool((maps[0] - maps[1]).abs().max() <= MAP_TOLERANCE)
+
+
 def _fingerprint(model: nn.Module) -> tuple:
     """Changes whenever a weight is modified in place (optimizer step, load_state_dict) or moved."""
     tensors = list(model.parameters()) + list(model.buffers())
@@ -157,35 +205,34 @@ def optimized_for_inference(model: nn.Module, dtype: torch.dtype | None = None, 
     """A cached eval-mode copy of `model` for inference: BatchNorm folded, channels_last, in `dtype`.
 
     `dtype` defaults to `fast_dtype` of the model's device (bf16 on CUDA and on
-    CPUs with native bf16, else float32). On CPU each conv+ReLU also becomes
+    CPUs with native bf16, else float32), unless that would change the model's map
+    (:func:`keeps_its_map`): then float32. On CPU each conv+ReLU also becomes
     one fused oneDNN call. The weights are converted once here, not per call.
     ``compile=True`` also wraps the copy in ``torch.compile`` (the first call
     per input shape then takes a while to compile; worth it for long batch jobs on GPU).
 
     Args:
         model: the exact model; it is never modified.
-        dtype: the dtype to run in (default: :func:`fast_dtype` of the model's device, else float32).
+        dtype: the dtype to run in (default: :func:`fast_dtype` of the model's device where the map
+            keeps, else float32); an explicit dtype is used as given.
         compile: wrap the copy in ``torch.compile``.
 
     Returns:
         The fast copy, rebuilt only when the model's weights, device or dtype changed.
     """
     device = next(model.parameters()).device
-    dtype = dtype or fast_dtype(device) or torch.float32
-    fingerprint = (_fingerprint(model), dtype, bool(compile))
+    fingerprint = (_fingerprint(model), dtype, bool(compile))  # dtype None: chosen here, once per weights
     cached = model.__dict__.get(_CACHE_ATTRIBUTE)
     if cached is not None and cached[0] == fingerprint:
         return cached[1]
-    network = copy.deepcopy(model)
-    network.__dict__.pop(_CACHE_ATTRIBUTE, None)
-    network.eval()
-    fold_all_batchnorms(network)
-    if device.type == "cpu" and cpu_fused_conv_works(dtype):
-        fuse_convolutions(network, dtype)
-    network = network.to(dtype=dtype, memory_format=torch.channels_last)
-    for parameter in network.parameters():
-        parameter.requires_grad_(False)
-    fast = InferenceNetwork(torch.compile(network) if compile else network, dtype)
+    network = _fast_copy(model, dtype or fast_dtype(device) or torch.float32)
+    if dtype is None and network.dtype != torch.float32:
+        exact = _fast_copy(model, torch.float32)
+        if not keeps_its_map(network, exact, probe_batch(model, device)):
+            logger.info("the fast path runs this model in float32: in %s its map would change by more than %s",
+                        network.dtype, MAP_TOLERANCE)
+            network = exact
+    fast = InferenceNetwork(torch.compile(network.network) if compile else network.network, network.dtype)
     # Stored in __dict__ directly so it is not registered as a submodule (and never lands in state_dict).
     model.__dict__[_CACHE_ATTRIBUTE] = (fingerprint, fast)
     return fast
