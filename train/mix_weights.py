@@ -1,10 +1,11 @@
-"""The demo model's shipped weights: a mean of two runs' weights, with a temperature folded into the fusion.
+"""A model's weights interpolated between two runs', with a temperature folded into the fusion.
 
-Why: stage 3 of the demo model (train/make_demo_checkpoint.sh) learnt close-ups and busy scenes but forgot some of
-what stage 2 knew; the mean of the two (both fine-tuned from the same weights, so they lie in one basin) was
-better than either on the real photos (docs/demo-model-journal.md, session 7). And the tiny model's maps are
-soft: dividing the fused logit by a temperature below 1 sharpens them without changing their order (maxF is
-unchanged, MAE falls).
+Why: a fine-tune and the weights it started from lie in one basin, and points between them often beat both
+ends. The bundled demo model is 0.3 x the released tiny model's weights + 0.7 x a fine-tune of them on synthetic
+scenes (WiSE-FT, train/make_demo_checkpoint.sh): the run alone learns the scenes and drifts on real photos, the
+start is the reverse, the interpolation keeps most of both (docs/demo-model-journal.md, session 23). The
+earlier demo models averaged two stages of a recipe the same way (session 7). And dividing the fused logit by a
+temperature below 1 sharpens a soft map without changing its order (maxF is unchanged, MAE falls).
 The fused logit is the output of a 1x1 convolution over the six side maps, so the temperature is folded into its
 weight and bias: the checkpoint stays an ordinary U²-Net that every tool (ONNX export, rembg) runs as is.
 
@@ -58,9 +59,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--weight_b", type=float, default=0.5, help="the share of RUN_B's weights (0..1)")
     parser.add_argument("--temperature", type=float, default=1.0,
-                        help="divides the fused logit: below 1 sharpens the map (the demo model uses 0.5)")
+                        help="divides the fused logit: below 1 sharpens the map (earlier demo models used 0.5)")
     parser.add_argument("--flip_average", action="store_true",
-                        help="turn on test-time mirror averaging in the output's config (the demo model does)")
+                        help="turn on test-time mirror averaging in the output's config")
     args = parser.parse_args()
     if not 0 <= args.weight_b <= 1 or args.temperature <= 0:
         parser.error("--weight_b must be in 0..1 and --temperature above 0")

