@@ -230,12 +230,12 @@ def test_the_sure_background_keeps_the_plain_masks_faint_values():
 
 
 def test_the_trimap_thresholds_read_the_map_at_the_trimap_temperature():
-    # The bundled model's fused logit is doubled (temperature 0.5 folded in), so by default the thresholds read
-    # the map with its logits divided by 3: the same trimap as temperature 1 on the softened map, a wider band.
+    # By default the thresholds read the map with its logits divided by 1.5 (docs/matting.md): the same trimap
+    # as temperature 1 on the softened map, a wider band.
     _, _, blurry = _scene(240, 180)
-    assert matting.MattingOptions().trimap_temperature == 3.0
+    assert matting.MattingOptions().trimap_temperature == 1.5
     p = np.clip(blurry.astype(np.float64), 1e-7, 1 - 1e-7)
-    softened = (1 / (1 + np.exp(-np.log(p / (1 - p)) / 3))).astype(np.float32)
+    softened = (1 / (1 + np.exp(-np.log(p / (1 - p)) / 1.5))).astype(np.float32)
     sharp = matting.make_trimap(blurry, matting.MattingOptions(network_size=64))
     plain = matting.make_trimap(blurry, matting.MattingOptions(network_size=64, trimap_temperature=1.0))
     np.testing.assert_array_equal(sharp, matting.make_trimap(softened, matting.MattingOptions(

@@ -10,8 +10,8 @@ How (see docs/matting.md for the measurements behind each choice):
 1. **Trimap** (:func:`make_trimap`). Definite foreground where the probability
    is at least ``foreground_threshold`` / 255, definite background where it is
    at most ``background_threshold`` / 255 (rembg's knobs and defaults, 240 / 10),
-   read on the map with its logits divided by ``trimap_temperature`` (3: the
-   bundled model's map is sharpened, its fused logit doubled), both eroded; the rest is unknown. The erosion scales with the blur the
+   read on the map with its logits divided by ``trimap_temperature`` (1.5: a
+   wider band than rembg's on the raw map), both eroded; the rest is unknown. The erosion scales with the blur the
    network's resolution leaves at this image size: ``erode_size`` pixels per
    1000 pixels of the image's longer side (rembg uses a fixed ``erode_size``),
    and the background side is pushed out by a further ``band_scale`` network
@@ -138,15 +138,13 @@ class MattingOptions:
     4000x3000, 2026-12-05) at or below the plain mask (0 leaves one 4% worse:
     hair of the backdrop's colour, which the solve erases for lack of a colour
     reason). It was 0 from early 2026-12, chosen on fewer scenes. ``trimap_temperature``: the thresholds
-    are read on the map with its logits divided by this (1: the map as it
-    is, rembg's behaviour). Above 1 by default because the bundled model's
-    fused logit is doubled (temperature 0.5 folded into its fusion conv,
-    2026-12), so its map saturates twice as fast and rembg's 240 / 10 on the
-    raw map leave a band too narrow for the hair (tuning scenes, band MAE at
-    800x600 / 4000x3000: 0.316 / 0.332 at 1, 0.271 / 0.284 at 2; with
-    ``colour_in_band`` 0.268 / 0.282 at 2, 0.258 / 0.277 at 3, 0.262 at 4 at
-    800x600; 3 is the default, the one setting with no tuning scene worse
-    than the plain mask, at +0.002 / +0.003 whole-image MAE against 2).
+    are read on the map with its logits divided by this (1: the map as it is, rembg's behaviour). 1.5 since
+    2026-12-07, chosen on the tuning scenes with the bundled model of that day (the released u2netp
+    fine-tuned; its fused logit is not sharpened): band / whole-image MAE at 800x600 (19 scenes) 0.294 /
+    0.068 at 1, 0.268 / 0.066 at 1.5, 0.265 / 0.068 at 2, 0.267 / 0.072 at 3; at 4000x3000 (8 scenes)
+    0.252 / 0.079 at 1.5, 0.248 / 0.087 at 3. From 2026-12-04 to 12-07 it was 3, for bundled models whose
+    fused logit was doubled (temperature 0.5 folded into the fusion conv), so that their map, which saturated
+    twice as fast, still left a band wide enough for the hair.
     ``colour_in_band``: the colour model may also raise (never lower) the
     band's solved alpha where it trusts its own (the solve grows from the
     body's colour, so it erases dark hair on a yellow body; tuning at
@@ -176,7 +174,7 @@ class MattingOptions:
     colour_reach: float = 40.0
     colour_pixels: int = 2_500_000
     map_floor: float = 0.25
-    trimap_temperature: float = 3.0
+    trimap_temperature: float = 1.5
     colour_in_band: bool = True
 
     def __post_init__(self) -> None:
