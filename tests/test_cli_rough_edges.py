@@ -214,7 +214,7 @@ def test_a_model_keeps_its_training_record_across_save_and_load(tmp_path):
     assert demo.training_record and "synthetic" in demo.training_record["training"]["dataset"]
     demo.save_pretrained(tmp_path / "copy")
     card = (tmp_path / "copy" / "README.md").read_text()
-    assert "DUTS-TR" not in card and "built-in synthetic saliency scenes" in card and "cut-outs" in card
+    assert "DUTS-TR" not in card and "built-in synthetic scenes" in card and "distilled" in card
     assert f"| maxF | {demo.training_record['metrics']['maxF']:.4f} |" in card  # the recorded figures, not others
     again = U2Net.from_pretrained(tmp_path / "copy")
     assert again.training_record == demo.training_record

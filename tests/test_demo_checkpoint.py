@@ -128,3 +128,33 @@ def test_mixed_weights_are_the_mean_and_the_temperature_sharpens_only_the_fused_
         torch.testing.assert_close(after, before)
     bad = subprocess.run(script + ["--out", str(tmp_path / "x"), "--temperature", "0"], capture_output=True, text=True)
     assert bad.returncode != 0 and "--temperature" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_packaging_puts_every_scored_set_and_the_runs_lengths_in_the_card(tmp_path):
+    """train/package_demo_checkpoint.py, the last step of train/make_demo_checkpoint.sh: the card's table comes
+    from the score files, a run's length from its log or, for kept weights, its training record."""
+    scores = tmp_path / "scores"
+    scores.mkdir()
+    for name, (max_f, mae, sm) in {"teacher-18": (0.8501, 0.0524, 0.8535), "synthetic": (0.9519, 0.0212, 0.952)}.items():
+        (scores / f"metrics-{name}.json").write_text(json.dumps({"maxF": max_f, "MAE": mae, "Sm": sm, "count": 18}))
+    run = tmp_path / "c2"
+    run.mkdir()
+    (run / "training_record.json").write_text(json.dumps({"training": {
+        "steps": 240, "training time": "25m 02s", "batch size": "8 (8 per process x 1 processes x 1 accumulation)",
+        "distillation": "the seven maps of a teacher"}}))
+    U2Net(variant="tiny").save_pretrained(tmp_path / "shipped")
+    script = [sys.executable, str(ROOT / "train" / "package_demo_checkpoint.py"), "--weights_dir",
+              str(tmp_path / "shipped"), "--run", "C2", str(run), "--earlier", "C: 600 steps, 65 min",
+              "--weight_b", "0.7", "--hardware", "2 cores", "--command", "train/make_demo_checkpoint.sh",
+              "--dest", str(tmp_path / "card")]
+    subprocess.run(script + ["--metrics_dir", str(scores)], check=True, capture_output=True)
+    card = (tmp_path / "card" / "README.md").read_text()
+    assert "against the released tiny model's masks | 0.850 | 0.052 | 0.854 |" in card
+    assert "(seed 20261125, never used in training) | 0.952 | 0.021 | 0.952 |" in card
+    assert "hand-seeded" not in card, "a set that was not scored has no row"
+    assert "C: 600 steps, 65 min; C2: 240 steps (batch 8 + a batch of distilled photos), 25 min" in card
+    assert "0.3 x the start's weights + 0.7 x run C2's" in card
+    (scores / "metrics-teacher-18.json").unlink()
+    missing = subprocess.run(script + ["--metrics_dir", str(scores)], capture_output=True, text=True)
+    assert missing.returncode != 0 and "metrics-teacher-18.json" in missing.stderr
+    assert "Traceback" not in missing.stderr

@@ -59,16 +59,9 @@ DATA=${DATA:-$DATA_DEFAULT}
 export HF_HUB_OFFLINE=1
 U2NET=("$PY" -m u2net_hub.cli)
 
-# -- 1. the released tiny model
-[ -f "$TEACHER/model.safetensors" ] || "$PY" train/fetch_teacher.py --out "$TEACHER"
-
-# -- 2. photographs, cut-outs and the hand-labelled split
-[ -f "$PHOTOS/.done" ] || { train/fetch_photos.sh "$PHOTOS" && touch "$PHOTOS/.done"; }
-[ -f "$CUTOUTS/.done" ] || { train/fetch_cutouts.sh "$CUTOUTS" && touch "$CUTOUTS/.done"; }
-[ -f "$GCOMPRIS/.done" ] || { "$PY" train/fetch_gcompris_photos.py --out "$GCOMPRIS" && touch "$GCOMPRIS/.done"; }
-[ -f "$LABELLED/.done" ] || {
-  "$PY" train/label_photos.py --photos "$GCOMPRIS" --labels train/labels --out "$LABELLED" --validation_every 6 \
-    && touch "$LABELLED/.done"; }
+# -- 1 and 2. the released tiny model, photographs, cut-outs and the hand-labelled split
+PY=$PY TEACHER=$TEACHER PHOTOS=$PHOTOS CUTOUTS=$CUTOUTS GCOMPRIS=$GCOMPRIS LABELLED=$LABELLED \
+  train/fetch_demo_sources.sh
 
 # the released model labels the training photos: every GCompris photo but the 25 held out, close-ups of their
 # subjects (a model taught on whole subjects missed frame-filling ones), and the wallpaper photos

@@ -30,13 +30,8 @@ export HF_HUB_OFFLINE=1
 U2NET=("$PY" -m u2net_hub.cli)
 [ -f "$MODEL/model.safetensors" ] || { echo "error: no model.safetensors in $MODEL" >&2; exit 2; }
 
-[ -f "$TEACHER/model.safetensors" ] || "$PY" train/fetch_teacher.py --out "$TEACHER"
-[ -f "$PHOTOS/.done" ] || { train/fetch_photos.sh "$PHOTOS" && touch "$PHOTOS/.done"; }
-[ -f "$CUTOUTS/.done" ] || { train/fetch_cutouts.sh "$CUTOUTS" && touch "$CUTOUTS/.done"; }
-[ -f "$GCOMPRIS/.done" ] || { "$PY" train/fetch_gcompris_photos.py --out "$GCOMPRIS" && touch "$GCOMPRIS/.done"; }
-[ -f "$LABELLED/.done" ] || {
-  "$PY" train/label_photos.py --photos "$GCOMPRIS" --labels train/labels --out "$LABELLED" --validation_every 6 \
-    && touch "$LABELLED/.done"; }
+PY=$PY TEACHER=$TEACHER PHOTOS=$PHOTOS CUTOUTS=$CUTOUTS GCOMPRIS=$GCOMPRIS LABELLED=$LABELLED \
+  train/fetch_demo_sources.sh
 [ -f "$REAL_DIR/.done" ] || {
   "$PY" train/make_real_validation.py --photos "$PHOTOS/validation" --out "$REAL_DIR" && touch "$REAL_DIR/.done"; }
 # Backgrounds full of real objects (flowers, cups, boats) are not backgrounds: the training composites skip them too.
