@@ -46,8 +46,9 @@ export HF_HUB_OFFLINE=1
 
 # -- 1 and 2. the two runs
 run() {  # run RUN_DIR SCENES STEPS LR START
-  SYNTHETIC=runs/ft-synthetic-160-$(( $2 / 1000 ))k SYNTHETIC_COUNT=$2 MIX="runs/ft-synthetic-160-$(( $2 / 1000 ))k:1" \
-    DATA=runs/ft-syn$(( $2 / 1000 ))k-data STEPS=$3 LR=$4 START=$5 RUN_DIR=$1 SCHEDULE=cosine DISTILL=1 \
+  local thousands=$(( $2 / 1000 ))k
+  SYNTHETIC=runs/ft-synthetic-160-$thousands SYNTHETIC_COUNT=$2 MIX="runs/ft-synthetic-160-$thousands:1" \
+    DATA=runs/ft-syn$thousands-data STEPS=$3 LR=$4 START=$5 RUN_DIR=$1 SCHEDULE=cosine DISTILL=1 \
     DISTILL_WEIGHT=0.5 PRECISION=$PRECISION WORKERS=$WORKERS PY=$PY TRAIN_ONLY=1 train/finetune_released_tiny.sh
 }
 if [ "${FROM_CANDIDATE:-0}" != 1 ]; then

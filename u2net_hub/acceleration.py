@@ -232,7 +232,7 @@ def optimized_for_inference(model: nn.Module, dtype: torch.dtype | None = None, 
             logger.info("the fast path runs this model in float32: in %s its map would change by more than %s",
                         network.dtype, MAP_TOLERANCE)
             network = exact
-    fast = InferenceNetwork(torch.compile(network.network) if compile else network.network, network.dtype)
+    fast = InferenceNetwork(torch.compile(network.network), network.dtype) if compile else network
     # Stored in __dict__ directly so it is not registered as a submodule (and never lands in state_dict).
     model.__dict__[_CACHE_ATTRIBUTE] = (fingerprint, fast)
     return fast
