@@ -162,7 +162,7 @@ def test_the_colour_model_finds_strands_the_map_never_saw():
     photo, truth, blurry = _yellow_hair_on_a_blue_body()
     hair = (truth > 0.05) & (blurry < 0.02)
     assert hair.sum() > 1000  # strands the map does not see: the test can fail
-    options = matting.MattingOptions(network_size=64)
+    options = matting.MattingOptions(network_size=64, colour_model=True)  # off by default since 2026-12-07
     without = matting.estimate_alpha(photo, blurry, matting.MattingOptions(network_size=64, colour_model=False))
     with_colour = matting.estimate_alpha(photo, blurry, options)
     assert np.abs(without - truth)[hair].mean() > 0.3
@@ -180,7 +180,8 @@ def test_the_colour_model_finds_strands_the_map_never_saw():
     assert strands.sum() > 100
     assert np.abs(with_colour - truth)[strands].mean() < np.abs(without - truth)[strands].mean() - 0.02
     assert np.abs(with_colour - truth)[band].mean() <= np.abs(without - truth)[band].mean()
-    solve_only = matting.estimate_alpha(photo, blurry, matting.MattingOptions(network_size=64, colour_in_band=False))
+    solve_only = matting.estimate_alpha(photo, blurry, matting.MattingOptions(network_size=64, colour_model=True,
+                                                                              colour_in_band=False))
     np.testing.assert_array_equal(solve_only[band], without[band])
 
 
@@ -192,7 +193,7 @@ def test_the_colour_model_keeps_only_what_touches_the_object():
     patch = ((xx - 290) ** 2 + (yy - 215) ** 2 <= 8 ** 2) & (truth == 0)
     assert patch.sum() > 150
     photo[patch] = (0.5 * np.array((230, 220, 40)) + 0.5 * photo[patch]).astype(np.uint8)  # half-covered look
-    options = matting.MattingOptions(network_size=64)
+    options = matting.MattingOptions(network_size=64, colour_model=True)
     alpha = matting.estimate_alpha(photo, blurry, options)
     colour, trust = matting.colour_alpha(photo, blurry, options)
     assert (trust * colour)[patch].mean() > 0.2  # the colour model alone does explain the patch as hair
@@ -265,6 +266,61 @@ def test_foreground_scale_pulls_the_sure_object_back_from_its_edge():
     assert matting.MattingOptions().foreground_scale > 0
 
 
+
+def _ring_around_a_disc(inside_colour):
+    """A disc over brick whose map is only its rim (the network outlines a plain body it does not fill).
+
+    (photo uint8, the disc's exact alpha, the ring-shaped map); ``inside_colour`` None shows the brick through
+    the ring (a real hole: a ring-shaped object), otherwise a plain disc of that colour fills it.
+    """
+    from skimage import data
+
+    height, width = 240, 320
+    brick = np.asarray(Image.fromarray(data.brick()).resize((width, height)), dtype=np.float32) / 255.0
+    backdrop = np.stack([0.3 * brick, 0.35 + 0.4 * brick, 0.2 * brick], axis=-1) * 255.0
+    yy, xx = np.mgrid[0:height, 0:width]
+    radius = np.hypot(xx - 160.0, yy - 120.0)
+    outer = np.clip(80.5 - radius, 0, 1).astype(np.float32)
+    ring = outer * np.clip(radius - 55.5, 0, 1).astype(np.float32)
+    photo = backdrop * (1 - outer[..., None]) + ring[..., None] * np.array((40, 70, 210), np.float32)
+    disc = (outer - ring)[..., None]
+    photo += disc * (np.array(inside_colour, np.float32) if inside_colour is not None else backdrop)
+    low = Image.fromarray(ring, mode="F").resize((64, 48), Image.Resampling.BOX)
+    ring_map = np.clip(np.asarray(low.resize((width, height), Image.Resampling.BILINEAR)), 0, 1).astype(np.float32)
+    truth = outer if inside_colour is not None else ring
+    return np.clip(photo + 0.5, 0, 255).astype(np.uint8), truth, ring_map
+
+
+def test_an_enclosed_hole_unlike_the_background_is_filled():
+    photo, truth, ring_map = _ring_around_a_disc(inside_colour=(230, 210, 40))
+    body = np.hypot(*np.mgrid[-120:120, -160:160]) < 50  # the plain disc inside the ring
+    assert ring_map[body].mean() < 0.1  # the map leaves the body out: the test can fail
+    filled = matting.fill_enclosed_holes(photo, ring_map, matting.MattingOptions(network_size=64))
+    assert filled[body].min() == 1.0
+    assert (filled[truth == 0] == ring_map[truth == 0]).all()  # the backdrop is left alone
+    alpha = matting.estimate_alpha(photo, ring_map, matting.MattingOptions(network_size=64))
+    unfilled = matting.estimate_alpha(photo, ring_map, matting.MattingOptions(network_size=64, fill_holes=False))
+    assert np.abs(alpha - truth).mean() < 0.25 * np.abs(unfilled - truth).mean()
+    assert np.abs(unfilled - truth)[body].mean() > 0.5
+
+
+def test_a_hole_that_shows_the_background_stays_a_hole():
+    photo, truth, ring_map = _ring_around_a_disc(inside_colour=None)
+    hole = np.hypot(*np.mgrid[-120:120, -160:160]) < 50
+    np.testing.assert_array_equal(matting.fill_enclosed_holes(photo, ring_map, matting.MattingOptions(network_size=64)),
+                                  ring_map)
+    alpha = matting.estimate_alpha(photo, ring_map, matting.MattingOptions(network_size=64))
+    assert alpha[hole].mean() < 0.05
+
+
+def test_a_gap_open_to_the_border_is_not_a_hole():
+    # The same plain disc, but the object is cut by the image's edge: the unfilled body now touches the border,
+    # so nothing encloses it and it is left as the network saw it.
+    photo, truth, ring_map = _ring_around_a_disc(inside_colour=(230, 210, 40))
+    photo, ring_map = photo[:, 160:], ring_map[:, 160:]
+    np.testing.assert_array_equal(matting.fill_enclosed_holes(photo, ring_map, matting.MattingOptions(network_size=64)),
+                                  ring_map)
+
 @pytest.mark.parametrize("kwargs, message", [
     (dict(foreground_threshold=300), "foreground-threshold"),
     (dict(background_threshold=-1), "background-threshold"),
@@ -272,6 +328,7 @@ def test_foreground_scale_pulls_the_sure_object_back_from_its_edge():
     (dict(erode_size=-2), "erode-size"),
     (dict(map_floor=1.5), "map_floor"),
     (dict(foreground_scale=-1.0), "foreground_scale"),
+    (dict(hole_share=1.5), "hole_share"),
 ])
 def test_bad_options_are_clear_errors(kwargs, message):
     with pytest.raises(matting.MattingError, match=message):
