@@ -26,6 +26,7 @@ Examples::
     python benchmarks/matting.py --scenes 4 --large 1 --rembg-cap 120
     python benchmarks/matting.py --sizes 800x600 --methods plain,ours
     python benchmarks/matting.py --model runs/ft-teacher --sizes 800x600 --methods plain   # another model's map
+    python benchmarks/matting.py --sizes 800x600 --methods ours --option colour_model=true --option fill_holes=false
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ def rembg_style(image: np.ndarray, mask: np.ndarray, foreground_threshold=240, b
     return alpha.astype(np.float32), np.clip(foreground * 255, 0, 255).astype(np.uint8)
 
 
-def worker(method: str, folder: Path, network_size: int) -> None:
+def worker(method: str, folder: Path, network_size: int, options: dict) -> None:
     from PIL import Image
 
     image = np.asarray(Image.open(folder / "image.png").convert("RGB"))
@@ -97,17 +98,17 @@ def worker(method: str, folder: Path, network_size: int) -> None:
     else:
         from u2net_hub.matting import MattingOptions, matte
 
-        alpha, _ = matte(image, probability, MattingOptions(network_size=network_size), progress=False)
+        alpha, _ = matte(image, probability, MattingOptions(network_size=network_size, **options), progress=False)
     seconds = time.perf_counter() - started
     np.save(folder / f"alpha-{method}.npy", alpha.astype(np.float32))
     peak_mb = peak_rss_mb()
     print(json.dumps({"seconds": seconds, "peak_mb": peak_mb, "first_call_s": warm_seconds}))
 
 
-def run_worker(method: str, folder: Path, network_size: int, cap_s: float) -> dict | None:
+def run_worker(method: str, folder: Path, network_size: int, cap_s: float, options: dict) -> dict | None:
     try:
         done = subprocess.run(
-            [sys.executable, __file__, "--worker", method, str(folder), str(network_size)],
+            [sys.executable, __file__, "--worker", method, str(folder), str(network_size), json.dumps(options)],
             capture_output=True, text=True, timeout=cap_s,
         )
     except subprocess.TimeoutExpired:
@@ -116,6 +117,27 @@ def run_worker(method: str, folder: Path, network_size: int, cap_s: float) -> di
         lines = done.stderr.strip().splitlines()
         return {"error": lines[-1][:300] if lines else f"exit status {done.returncode}"}
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def matting_options(parser: argparse.ArgumentParser, pairs: list[str]) -> dict:
+    """``--option KEY=VALUE`` pairs as MattingOptions fields, checked here so a typo is a usage error."""
+    from u2net_hub.matting import MattingError, MattingOptions
+
+    options = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep:
+            parser.error(f"--option wants KEY=VALUE, got {pair!r}")
+        try:
+            options[key] = json.loads(text)
+        except json.JSONDecodeError:
+            parser.error(f"--option {key}: {text!r} is not a number, true or false")
+    try:
+        MattingOptions(**options)
+    except (MattingError, TypeError) as error:
+        parser.error(f"--option: {error}")
+    return options
+
 
 
 # ------------------------------------------------------------------- driver
@@ -133,11 +155,14 @@ def main() -> None:
                         help="first scene seed (default 2000: held out; the method was tuned on seeds 0-999)")
     parser.add_argument("--model", default=None,
                         help="model folder or Hub id whose map is matted (default: the bundled demo model)")
-    parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                        help="a MattingOptions field for 'ours' (repeatable), e.g. colour_model=true, hole_share=0.7")
+    parser.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        worker(args.worker[0], Path(args.worker[1]), int(args.worker[2]))
+        worker(args.worker[0], Path(args.worker[1]), int(args.worker[2]), json.loads(args.worker[3]))
         return
+    options = matting_options(parser, args.option)
 
     from PIL import Image
 
@@ -149,7 +174,8 @@ def main() -> None:
     model_name = args.model or "bundled demo"
     methods = args.methods.split(",")
     sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")]
-    print(f"CPU: {cpu_name()}; model: {model_name} (input {network_size} px); methods in fresh subprocesses", flush=True)
+    print(f"CPU: {cpu_name()}; model: {model_name} (input {network_size} px); methods in fresh subprocesses"
+          + (f"; matting options {options}" if options else ""), flush=True)
     rows = []
     with tempfile.TemporaryDirectory(prefix="u2net-matting-") as tmp:
         for index, (width, height) in enumerate(sizes):
@@ -167,7 +193,7 @@ def main() -> None:
                 del scene, prediction
                 for method in methods:
                     cap = args.rembg_cap if method == "rembg" else args.cap
-                    result = run_worker(method, folder, network_size, cap)
+                    result = run_worker(method, folder, network_size, cap, options)
                     row = {"size": f"{width}x{height}", "seed": seed, "method": method}
                     if result is None:
                         row.update(timeout=cap)
