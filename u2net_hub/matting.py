@@ -569,7 +569,7 @@ def fill_enclosed_holes(image, probability: np.ndarray, options: MattingOptions 
     outer = ~enclosed[labels] & (labels > 0) & (low_p <= 0.04) & (distance_out <= 20 * px)
     if outer.sum() < 20:
         return probability
-    colours = _box_down(rgb.astype(np.float32) / np.float32(255.0), size)
+    colours = _box_down(rgb, size) / np.float32(255.0)  # per channel: no full-size float copy at 12 MP
     samples = colours[outer]
     if len(samples) > 4000:  # a fixed subsample: the result must not change from run to run
         samples = samples[np.random.default_rng(0).choice(len(samples), 4000, replace=False)]
