@@ -266,7 +266,6 @@ def test_foreground_scale_pulls_the_sure_object_back_from_its_edge():
     assert matting.MattingOptions().foreground_scale > 0
 
 
-
 def _ring_around_a_disc(inside_colour):
     """A disc over brick whose map is only its rim (the network outlines a plain body it does not fill).
 
@@ -320,6 +319,7 @@ def test_a_gap_open_to_the_border_is_not_a_hole():
     photo, ring_map = photo[:, 160:], ring_map[:, 160:]
     np.testing.assert_array_equal(matting.fill_enclosed_holes(photo, ring_map, matting.MattingOptions(network_size=64)),
                                   ring_map)
+
 
 @pytest.mark.parametrize("kwargs, message", [
     (dict(foreground_threshold=300), "foreground-threshold"),
