@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from .allocator import freed_memory_reused, reuse_freed_memory  # re-exported: their documented home
+from .configs import IMAGENET_MEAN, IMAGENET_STD
 from .layers import ConvBNReLU
 
 _CACHE_ATTRIBUTE = "_u2net_fast_copy"
@@ -176,8 +177,8 @@ def probe_batch(model: nn.Module, device: torch.device) -> torch.Tensor:
     smooth = nn.functional.interpolate(torch.rand(1, 3, 12, 12, generator=generator), size=(size, size),
                                        mode="bicubic", align_corners=False).clamp(0, 1)
     image = smooth + 0.05 * torch.randn(1, 3, size, size, generator=generator)
-    mean = torch.tensor(getattr(settings, "mean", (0.485, 0.456, 0.406))).view(1, 3, 1, 1)
-    std = torch.tensor(getattr(settings, "std", (0.229, 0.224, 0.225))).view(1, 3, 1, 1)
+    mean = torch.tensor(getattr(settings, "mean", IMAGENET_MEAN)).view(1, 3, 1, 1)
+    std = torch.tensor(getattr(settings, "std", IMAGENET_STD)).view(1, 3, 1, 1)
     return ((image - mean) / std).to(device)
 
 
