@@ -55,10 +55,14 @@ def _colour(rng: np.random.Generator, value: tuple[float, float] = (0.1, 1.0)) -
     return np.array([(v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q)][i]) * 255
 
 
-def _background(rng: np.random.Generator, name: str, width: int, height: int) -> np.ndarray:
-    texture = _texture(name)
+def _background(rng: np.random.Generator, name: str, width: int, height: int,
+                backdrop: np.ndarray | None = None) -> np.ndarray:
+    texture = _texture(name) if backdrop is None else backdrop
     th, tw = texture.shape[:2]
-    crop = rng.uniform(0.25, 0.45) if name in _PHOTOS else rng.uniform(0.55, 1.0)
+    if backdrop is not None:  # a training photo: most of it, so its own subject stays in view as a rival
+        crop = rng.uniform(0.45, 1.0)
+    else:
+        crop = rng.uniform(0.25, 0.45) if name in _PHOTOS else rng.uniform(0.55, 1.0)
     cw, ch = max(8, int(tw * crop)), max(8, int(th * crop * (height / width) * (tw / th)))
     ch = min(ch, th)
     x0, y0 = rng.integers(0, tw - cw + 1), rng.integers(0, th - ch + 1)
@@ -114,13 +118,18 @@ def _strands(rng, kind, cx, cy, radius, radial, angles, base_colour):
     return strands
 
 
-def render(seed: int, width: int, height: int, kind: str | None = None, supersample: int | None = None) -> Scene:
-    """One scene at ``width`` x ``height``; ``kind`` "hair" or "fur" (default: drawn from the seed)."""
+def render(seed: int, width: int, height: int, kind: str | None = None, supersample: int | None = None,
+           backdrop: np.ndarray | None = None) -> Scene:
+    """One scene at ``width`` x ``height``; ``kind`` "hair" or "fur" (default: drawn from the seed).
+
+    ``backdrop``: an RGB photo (uint8 H x W x 3) to crop the background from instead of the scikit-image
+    textures, for training data (train/make_hair_composites.py) that must not share the benchmark's backgrounds.
+    """
     rng = np.random.default_rng(seed)
     kind = kind or KINDS[int(rng.integers(len(KINDS)))]
     name = BACKGROUNDS[int(rng.integers(len(BACKGROUNDS)))]
     scene_rng = np.random.default_rng([seed, 1])
-    background = _background(scene_rng, name, width, height)
+    background = _background(scene_rng, name, width, height, backdrop)
     aspect = width / height
     cx, cy = aspect / 2 + scene_rng.uniform(-0.12, 0.12), 0.58 + scene_rng.uniform(-0.06, 0.06)
     radius = scene_rng.uniform(0.17, 0.26)
@@ -165,7 +174,7 @@ def render(seed: int, width: int, height: int, kind: str | None = None, supersam
         premultiplied[top : top + rows] = rgb.reshape(rows, s, width, s, 3).mean(axis=(1, 3))
     image = premultiplied + (1.0 - alpha[..., None]) * background
     foreground = np.where(alpha[..., None] > 0, premultiplied / np.maximum(alpha[..., None], 1e-6), 0)
-    description = f"seed {seed}: {kind} over {name}, {len(strands)} strands"
+    description = f"seed {seed}: {kind} over {name if backdrop is None else 'a photo'}, {len(strands)} strands"
     return Scene(
         image=np.clip(image + 0.5, 0, 255).astype(np.uint8),
         alpha=alpha,

@@ -522,3 +522,27 @@ def test_select_hardest_links_the_worst_pairs_of_a_real_per_image_evaluation(tmp
     scores.write_text(json.dumps({"per_image": [{"item": "elsewhere", "MAE": 0.9}]}))
     failed = subprocess.run(command, capture_output=True, text=True)
     assert failed.returncode != 0 and "elsewhere" in failed.stderr and "Traceback" not in failed.stderr
+
+
+def test_hair_composites_put_a_soft_edged_object_over_the_photos_but_never_a_held_out_one(photos, tmp_path):
+    script = [sys.executable, str(ROOT / "train" / "make_hair_composites.py")]
+    out = tmp_path / "hair"
+    held_out = tmp_path / "held-out"
+    held_out.mkdir()
+    Image.new("RGB", (8, 8)).save(held_out / "rocket.png")  # the stem is what counts, not the suffix
+    subprocess.run(script + ["--photos", str(photos), "--exclude", str(held_out), "--out", str(out),
+                             "--count", "3", "--size", "96", "--no-progress"], check=True, capture_output=True)
+    dataset = load_saliency_dataset(data_dir=str(out))
+    assert len(dataset) == 3
+    for row in dataset:
+        mask = np.asarray(row["mask"].convert("L"))
+        assert row["image"].size == (96, 96) and mask.shape == (96, 96)
+        assert (mask == 255).mean() > 0.05 and (mask == 0).mean() > 0.2  # a body, and backdrop around it
+        assert ((mask > 0) & (mask < 255)).mean() > 0.01  # strands: fractional coverage, not a binary mask
+    # Only the held-out photo in the folder: nothing to composite over, a one-line error.
+    only = tmp_path / "only"
+    only.mkdir()
+    Image.new("RGB", (8, 8)).save(only / "rocket.jpg")
+    failed = subprocess.run(script + ["--photos", str(only), "--exclude", str(held_out), "--out", str(tmp_path / "x"),
+                                      "--count", "1"], capture_output=True, text=True)
+    assert failed.returncode == 2 and "no photos" in failed.stderr and "Traceback" not in failed.stderr
