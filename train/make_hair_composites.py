@@ -6,11 +6,13 @@ ones), never the scikit-image textures the benchmark composites over, and the se
 from the benchmark's. Why: the model marked the backdrop's own subject (a cup, a cat's eye) as salient beside
 the object in front of it, which no matting can undo; these scenes teach that the object in front is the subject.
 
-Each scene is rendered at 400x300 (4x4 sub-samples a pixel) and a random 60-100 % window of it is resized to ``--size`` square, so the
-object's place and scale vary; the mask is the exact alpha, 0-255.
+Each scene is rendered at 400x300 (4x4 sub-samples a pixel) and a random 60-100 % window of it is resized to
+``--size`` square, so the object's place and scale vary; the mask is the exact alpha, 0-255.
 
     python train/make_hair_composites.py --photos runs/photos/train runs/gcompris \\
         --exclude runs/gcompris-labelled/validation/images --out runs/ft-hair --count 2000 --workers 2
+    python train/make_hair_composites.py --photos runs/photos/train --out runs/ft-hair-w --count 2000 \
+        --exclude_backgrounds FreshFlower TwoWings ColorfulCups EveningGlow      # wallpapers without a subject
 
 Scene i is the same image whatever ``--workers`` renders it.
 """
@@ -56,11 +58,11 @@ def write_scene(index: int, photos: list[str], out: Path, size: int, seed: int) 
     Image.fromarray(mask).save(out / "masks" / f"{index:05d}.png")
 
 
-def list_photos(folders: list[Path], excluded: list[Path], names: list[str] = ()) -> list[str]:
+def list_photos(folders: list[Path], excluded: list[Path], names: tuple[str, ...] | list[str] = ()) -> list[str]:
+    """The backdrop photos in ``folders``, but those whose stem is in an ``excluded`` folder or in ``names``."""
     skip = {p.stem for folder in excluded for p in folder.iterdir()} | set(names)
-    photos = sorted(str(p) for folder in folders for p in folder.iterdir()
-                    if p.suffix.lower() in PHOTO_SUFFIXES and p.stem not in skip)
-    return photos
+    return sorted(str(p) for folder in folders for p in folder.iterdir()
+                  if p.suffix.lower() in PHOTO_SUFFIXES and p.stem not in skip)
 
 
 def main(argv: list[str] | None = None) -> int:
