@@ -139,7 +139,6 @@ def matting_options(parser: argparse.ArgumentParser, pairs: list[str]) -> dict:
     return options
 
 
-
 # ------------------------------------------------------------------- driver
 
 

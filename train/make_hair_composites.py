@@ -22,15 +22,15 @@ from __future__ import annotations
 import argparse
 import sys
 from functools import lru_cache, partial
-from multiprocessing import Pool
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from tqdm.auto import tqdm
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 from hair_scenes import render  # noqa: E402
+from make_synthetic_split import write_folder  # noqa: E402  (the images/ + masks/ folder, workers, progress)
 
 FIRST_SEED = 10_000_000
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
@@ -90,19 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     photos = list_photos(args.photos, args.exclude, args.exclude_backgrounds)
     if not photos:
         parser.error(f"no photos ({', '.join(PHOTO_SUFFIXES)}) in {', '.join(map(str, args.photos))}")
-    (args.out / "images").mkdir(parents=True, exist_ok=True)
-    (args.out / "masks").mkdir(parents=True, exist_ok=True)
-    write = partial(write_scene, photos=photos, out=args.out, size=args.size, seed=args.seed)
-    progress = tqdm(total=args.count, unit="scene", desc="rendering", disable=not args.progress)
-    if args.workers == 1:
-        for index in range(args.count):
-            write(index)
-            progress.update()
-    else:
-        with Pool(args.workers) as pool:
-            for _ in pool.imap_unordered(write, range(args.count), chunksize=16):
-                progress.update()
-    progress.close()
+    write_folder(args.out, partial(write_scene, photos=photos, out=args.out, size=args.size, seed=args.seed),
+                 args.count, args.workers, args.progress)
     print(f"wrote {args.count} scenes of {args.size}x{args.size} over {len(photos)} photos to {args.out}")
     return 0
 

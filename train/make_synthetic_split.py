@@ -11,6 +11,7 @@ Scene i is the same image whatever ``--workers`` renders it (row i of ``make_syn
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from functools import partial
 from multiprocessing import Pool
 from pathlib import Path
@@ -26,6 +27,26 @@ def write_scene(index: int, out: Path, size: int, seed: int) -> None:
     mask.save(out / "masks" / f"{index:04d}.png")
 
 
+def write_folder(out: Path, write: Callable[[int], None], count: int, workers: int, progress: bool) -> None:
+    """Make ``out``/images and ``out``/masks, then ``write(i)`` scenes 0..count-1 in ``workers`` processes.
+
+    Also used by train/make_hair_composites.py; ``write`` must be picklable (a module-level function or a
+    partial of one) when ``workers`` > 1.
+    """
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    (out / "masks").mkdir(parents=True, exist_ok=True)
+    bar = tqdm(total=count, unit="scene", desc="rendering", disable=not progress)
+    if workers == 1:
+        for index in range(count):
+            write(index)
+            bar.update()
+    else:
+        with Pool(workers) as pool:
+            for _ in pool.imap_unordered(write, range(count), chunksize=16):
+                bar.update()
+    bar.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True)
@@ -38,19 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.count < 1 or args.size < 16 or args.workers < 1:
         parser.error(f"--count and --workers must be at least 1 and --size at least 16, got {args.count}, "
                      f"{args.workers} and {args.size}")
-    (args.out / "images").mkdir(parents=True, exist_ok=True)
-    (args.out / "masks").mkdir(parents=True, exist_ok=True)
-    write = partial(write_scene, out=args.out, size=args.size, seed=args.seed)
-    progress = tqdm(total=args.count, unit="scene", desc="rendering", disable=not args.progress)
-    if args.workers == 1:
-        for index in range(args.count):
-            write(index)
-            progress.update()
-    else:
-        with Pool(args.workers) as pool:
-            for _ in pool.imap_unordered(write, range(args.count), chunksize=16):
-                progress.update()
-    progress.close()
+    write_folder(args.out, partial(write_scene, out=args.out, size=args.size, seed=args.seed), args.count,
+                 args.workers, args.progress)
     print(f"wrote {args.count} scenes of {args.size}x{args.size} (seed {args.seed}) to {args.out}")
     return 0
 
